@@ -1,0 +1,250 @@
+"""One intervened forward: source collect pass(es), then the base patch pass.
+
+Parallel mode runs, when it can, source and base as ONE batch (source rows, then base rows)
+and copies across rows at each site: on a CPU a small-batch forward is memory-bound, so one
+pass of 2B rows costs far less than two passes of B. Otherwise each source runs first under
+``no_grad`` (when nothing upstream needs a gradient) and stops right after the deepest site
+it feeds. Serial mode chains source_0 -> source_1 -> ... -> base.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import PyveneError
+from .families import HookSite
+from .gather import Units, gather, scatter
+from .hooks import HookSession, StopForward
+from .interventions.base import InterventionOutput, broadcast_source
+
+
+@dataclass
+class Slot:
+    """One intervention placed in the model (config order = ``order``)."""
+
+    key: str
+    site: HookSite
+    intervention: nn.Module
+    unit: str
+    group: int
+    order: int
+
+    @property
+    def constant(self) -> bool:
+        i = self.intervention
+        return bool(getattr(i, "is_source_constant", False) or getattr(i, "is_collect", False))
+
+
+@dataclass
+class Layout:
+    """Row layout of a one-pass batch: ``src`` rows, optional clean rows, ``base`` rows."""
+
+    batch: int
+    chunks: int
+
+    def source_rows(self, x: torch.Tensor) -> torch.Tensor:
+        return x[: self.batch]
+
+    def base_rows(self, x: torch.Tensor) -> torch.Tensor:
+        return x[(self.chunks - 1) * self.batch :]
+
+    def replace_base(self, x: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x[: (self.chunks - 1) * self.batch], new], 0)
+
+
+@dataclass
+class CallState:
+    """What one call needs at every hook firing."""
+
+    base_units: dict[str, Units | None]
+    source_units: dict[str, Units | None]
+    subspaces: dict[str, Any]
+    sources: dict[str, torch.Tensor] = field(default_factory=dict)
+    collected: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    full_outputs: list[Any] = field(default_factory=list)
+    extra_kwargs: dict[str, Any] = field(default_factory=dict)
+    detach_sources: bool = False
+
+
+def apply_intervention(
+    intervention: nn.Module,
+    base: torch.Tensor,
+    source: torch.Tensor | None,
+    subspaces: Any,
+    whole: bool,
+    state: CallState,
+) -> torch.Tensor | None:
+    """Call the intervention with the original's flattening rule: distributed (rotation-like)
+    interventions see units flattened into one vector (``(B, U*D)``, heads ``(B, P, H*Dh)``);
+    localist ones, collect, ``keep_last_dim`` and whole-tensor calls see ``(B, U, D)``."""
+    flatten = (
+        not whole
+        and base.dim() >= 3
+        and getattr(intervention, "is_repr_distributed", False)
+        and not getattr(intervention, "keep_last_dim", False)
+        and not getattr(intervention, "is_collect", False)
+    )
+    if source is not None and source.shape != base.shape and flatten:
+        source = broadcast_source(source, base)
+    shape = base.shape
+    if flatten:
+        base, source = (_flatten(t) for t in (base, source))
+    constant = getattr(intervention, "is_source_constant", False) or getattr(
+        intervention, "is_collect", False
+    )
+    kwargs = state.extra_kwargs if constant else {}
+    out = intervention(base, source, subspaces, **kwargs)
+    if isinstance(out, InterventionOutput):
+        if constant:
+            state.full_outputs.append(out)
+        out = out.output
+    if out is None or not flatten:
+        return out
+    return _unflatten(out, shape)
+
+
+def _flatten(t: torch.Tensor | None) -> torch.Tensor | None:
+    if t is None:
+        return None
+    if t.dim() == 3:  # (B, U, D) -> (B, U*D)
+        return t.reshape(t.shape[0], -1)
+    return t.permute(0, 2, 1, 3).reshape(t.shape[0], t.shape[2], -1)  # (B,H,P,Dh)->(B,P,H*Dh)
+
+
+def _unflatten(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    if len(shape) == 3:
+        return t.reshape(shape)
+    b, h, p, d = shape
+    return t.reshape(b, p, h, d).permute(0, 2, 1, 3)
+
+
+def make_setter(slot: Slot, state: CallState, layout: Layout | None = None):
+    """The hook function that patches ``slot`` on the base rows."""
+    key, site, intervention = slot.key, slot.site, slot.intervention
+    collect = getattr(intervention, "is_collect", False)
+
+    def setter(x: torch.Tensor) -> torch.Tensor | None:
+        rows = x if layout is None else layout.base_rows(x)
+        units = state.base_units.get(key)
+        base = gather(rows, site, units)
+        if collect or slot.constant:
+            source = None
+        elif key in state.sources:
+            source = state.sources[key]
+        elif layout is not None:
+            source = gather(layout.source_rows(x), site, state.source_units.get(key))
+            if state.detach_sources:
+                source = source.detach()
+        else:
+            raise PyveneError(f"{key}: no source activation for this call")
+        out = apply_intervention(
+            intervention, base, source, state.subspaces.get(key), units is None, state
+        )
+        if collect:
+            state.collected.setdefault(key, []).append(out)
+            return None
+        if out is None:
+            return None
+        new = scatter(rows, site, units, out)
+        return new if layout is None else layout.replace_base(x, new)
+
+    return setter
+
+
+def install_setters(session: HookSession, slots: list[Slot], state: CallState, layout=None):
+    for slot in slots:
+        session.on(slot.site.module, slot.site.hook, make_setter(slot, state, layout))
+
+
+def grad_free(model: nn.Module, inputs: dict[str, Any]) -> bool:
+    """True when no model weight and no input tensor needs a gradient."""
+    if not torch.is_grad_enabled():
+        return True
+    if any(p.requires_grad for p in model.parameters()):
+        return False
+    return not any(isinstance(v, torch.Tensor) and v.requires_grad for v in inputs.values())
+
+
+def collect_sources(
+    model: nn.Module,
+    inputs: dict[str, Any],
+    slots: list[Slot],
+    units: dict[str, Units | None],
+    setters: tuple[list[Slot], CallState] | None = None,
+    use_cache_key: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Run ``model(**inputs)`` with getters on ``slots`` and stop after the last one fires.
+    ``setters`` (serial mode) patches this source run with the previous group first."""
+    cache: dict[str, torch.Tensor] = {}
+    pending = {s.key for s in slots}
+    if not pending:
+        return cache
+    with HookSession() as session:
+        if setters is not None:
+            install_setters(session, *setters)
+        for slot in slots:
+
+            def getter(x, slot=slot):
+                if slot.key in cache:
+                    return None
+                got = gather(x, slot.site, units.get(slot.key))
+                cache[slot.key] = got.clone() if units.get(slot.key) is None else got
+                pending.discard(slot.key)
+                if not pending:
+                    raise StopForward
+                return None
+
+            side = "input" if getattr(slot.intervention, "source_from_input", False) else None
+            session.on(slot.site.module, side or slot.site.hook, getter)
+        extra = {"use_cache": False} if use_cache_key else {}
+        ctx = torch.no_grad() if grad_free(model, inputs) else contextlib.nullcontext()
+        try:
+            with ctx:
+                model(**inputs, **extra)
+        except StopForward:
+            pass
+    missing = [k for k in pending]
+    if missing:
+        raise PyveneError(
+            f"the source run never reached {missing}: the hooked modules did not run for this input"
+        )
+    return cache
+
+
+def stack_inputs(parts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Concatenate input dicts along the batch (None if their shapes or keys differ)."""
+    first = parts[0]
+    out = {}
+    for k, v in first.items():
+        vals = [p.get(k) for p in parts]
+        if isinstance(v, torch.Tensor):
+            if not all(
+                isinstance(o, torch.Tensor) and o.shape == v.shape and o.dtype == v.dtype
+                for o in vals
+            ):
+                return None
+            out[k] = torch.cat(vals, 0)
+        elif all(o is v or o == v for o in vals):
+            out[k] = v
+        else:
+            return None
+    if any(set(p) != set(first) for p in parts):
+        return None
+    return out
+
+
+def slice_rows(output: Any, start: int, stop: int, total: int) -> Any:
+    """Rows ``start:stop`` of every batch-first tensor inside a model output."""
+    if isinstance(output, torch.Tensor):
+        return output[start:stop] if output.dim() and output.shape[0] == total else output
+    if isinstance(output, dict):  # ModelOutput keeps its class
+        new = output.__class__(**{k: slice_rows(v, start, stop, total) for k, v in output.items()})
+        return new
+    if isinstance(output, (tuple, list)):
+        return type(output)(slice_rows(v, start, stop, total) for v in output)
+    return output

@@ -1,0 +1,53 @@
+"""Errors raised by pyvene, and helpers that name the bad value, the valid choices and the
+closest match, so a typo is fixed from the message alone."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class PyveneError(Exception):
+    """Base class of every error pyvene raises on purpose."""
+
+
+class ConfigError(PyveneError, ValueError):
+    """A configuration object (representation, intervention type, mode) is invalid."""
+
+
+class UnknownComponentError(ConfigError, KeyError):
+    """A component name (or module path) does not exist in the wrapped model."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class LayerOutOfRangeError(ConfigError, IndexError):
+    """A representation's layer is outside the model's layers."""
+
+
+class LocationError(PyveneError, ValueError):
+    """unit_locations / subspaces have the wrong nesting, batch size or range."""
+
+
+class DimensionMismatchError(PyveneError, ValueError):
+    """A tensor does not have the width the component or intervention expects."""
+
+
+class SerializationError(PyveneError, ValueError):
+    """A saved intervention directory is missing, truncated, unknown or incompatible."""
+
+
+def closest(name: str, choices: Iterable[str], n: int = 3) -> list[str]:
+    """The choices closest to ``name`` (difflib), best first."""
+    return difflib.get_close_matches(str(name), [str(c) for c in choices], n=n, cutoff=0.4)
+
+
+def choices_message(what: str, bad: object, choices: Iterable[str]) -> str:
+    """'unknown <what> 'x'; valid: a, b, c. Did you mean 'a'?' in one line."""
+    choices = list(choices)
+    msg = f"unknown {what} {bad!r}; valid choices: {', '.join(map(str, choices))}."
+    near = closest(str(bad), choices)
+    if near:
+        msg += f" Did you mean {' or '.join(repr(n) for n in near)}?"
+    return msg

@@ -1,0 +1,48 @@
+"""GPT-2: fused c_attn (Q|K|V thirds), Conv1D projections, blocks under ``h``."""
+
+from __future__ import annotations
+
+from .base import Component, Family, attr, head_dim, num_heads, third
+
+_d = attr("n_embd")
+
+
+def _mlp_width(config) -> int:
+    return config.n_inner if getattr(config, "n_inner", None) else 4 * config.n_embd
+
+
+def _qkv(index: int, heads: bool) -> Component:
+    return Component(
+        "h.{layer}.attn.c_attn",
+        "output",
+        dim=head_dim if heads else _d,
+        part=third(index, _d),
+        heads=num_heads if heads else None,
+    )
+
+
+GPT2 = Family(
+    name="gpt2",
+    model_types=("gpt2",),
+    num_layers=attr("n_layer"),
+    layers_path="h",
+    components={
+        "block_input": Component("h.{layer}", "input", _d),
+        "block_output": Component("h.{layer}", "output", _d),
+        "mlp_activation": Component("h.{layer}.mlp.act", "output", _mlp_width),
+        "mlp_output": Component("h.{layer}.mlp", "output", _d),
+        "mlp_input": Component("h.{layer}.mlp", "input", _d),
+        "attention_value_output": Component("h.{layer}.attn.c_proj", "input", _d),
+        "head_attention_value_output": Component(
+            "h.{layer}.attn.c_proj", "input", head_dim, heads=num_heads
+        ),
+        "attention_output": Component("h.{layer}.attn.resid_dropout", "output", _d),
+        "attention_input": Component("h.{layer}.attn", "input", _d),
+        "query_output": _qkv(0, False),
+        "key_output": _qkv(1, False),
+        "value_output": _qkv(2, False),
+        "head_query_output": _qkv(0, True),
+        "head_key_output": _qkv(1, True),
+        "head_value_output": _qkv(2, True),
+    },
+)

@@ -1,0 +1,142 @@
+"""Pure gather / scatter of units (positions, heads, heads x positions) on a hooked tensor.
+No state, no Python loop over batch rows: everything is advanced indexing.
+
+Shapes (B = batch, S = sequence, W = raw width, D = component width, H heads of Dh):
+  raw hooked tensor        (B, S, W)    [a 2-D (B, W) tensor is treated as S = 1]
+  component view           (B, S, D)    = raw[..., start:end]
+  head view                (B, S, H, Dh)
+  gathered "pos"           (B, U, D)
+  gathered "h"/"pos" heads (B, U, S, Dh)
+  gathered "h.pos"         (B, Hs, Ps, Dh)
+  no locations             (B, S, D) or (B, H, S, Dh)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .errors import DimensionMismatchError, LocationError
+from .families import HookSite
+
+
+@dataclass
+class Units:
+    """Normalized locations of one intervention on one side (source or base).
+
+    ``index``: (B or 1, U) long tensor of positions (or heads for head components);
+    ``pos``: (B or 1, P) positions for the two-level "h.pos" unit; ``bounds``: (min, max) of
+    the python indices for range checks without a device sync.
+    """
+
+    index: torch.Tensor
+    pos: torch.Tensor | None
+    bounds: tuple[int, int]
+    pos_bounds: tuple[int, int] | None = None
+
+    @property
+    def count(self) -> int:
+        return self.index.shape[1]
+
+
+def component_view(x: torch.Tensor, site: HookSite) -> torch.Tensor:
+    """(B, S, D) or (B, S, H, Dh) view of the raw hooked tensor (no copy)."""
+    if x.dim() == 2:
+        x = x.unsqueeze(1)
+    if site.part is not None:
+        start, end = site.part
+        if x.shape[-1] < end:
+            raise DimensionMismatchError(
+                f"{site.component} at {site.module_path}: expected a last dim of at least {end}, "
+                f"got {x.shape[-1]}"
+            )
+        x = x[..., start:end]
+    if site.heads is not None:
+        width = x.shape[-1]
+        if width % site.heads:
+            raise DimensionMismatchError(
+                f"{site.component} at {site.module_path}: width {width} does not split into "
+                f"{site.heads} heads"
+            )
+        x = x.unflatten(-1, (site.heads, width // site.heads))
+    return x
+
+
+def _checked(idx: torch.Tensor, bounds: tuple[int, int], size: int, what: str) -> torch.Tensor:
+    low, high = bounds
+    if high >= size or low < -size:
+        bad = high if high >= size else low
+        raise LocationError(f"{what} index {bad} is out of range for size {size}")
+    if low < 0:
+        idx = idx % size
+    return idx
+
+
+def _rows(units: Units, batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    index = units.index.to(device)
+    if index.shape[0] not in (1, batch):
+        raise LocationError(f"locations for {index.shape[0]} examples, batch has {batch}")
+    index = index.expand(batch, -1)
+    pos = None
+    if units.pos is not None:
+        pos = units.pos.to(device).expand(batch, -1)
+    rows = torch.arange(batch, device=device)
+    return rows, index, pos
+
+
+def gather(x: torch.Tensor, site: HookSite, units: Units | None) -> torch.Tensor:
+    """Select the units of the hooked tensor ``x``; returns a new tensor (see module doc)."""
+    view = component_view(x, site)
+    if units is None:
+        return view.permute(0, 2, 1, 3) if site.is_head else view
+    rows, index, pos = _rows(units, view.shape[0], view.device)
+    if site.is_head:
+        index = _checked(index, units.bounds, view.shape[2], f"{site.component} head")
+        if pos is None:  # heads only: (B, U, S, Dh)
+            return view[rows[:, None], :, index]
+        pos = _checked(pos, units.pos_bounds, view.shape[1], f"{site.component} position")
+        return view[rows[:, None, None], pos[:, None, :], index[:, :, None]]
+    if pos is not None:
+        raise LocationError(f"unit 'h.pos' needs a head component (head_*), not {site.component!r}")
+    index = _checked(index, units.bounds, view.shape[1], f"{site.component} position")
+    return view[rows[:, None], index]
+
+
+def scatter(
+    x: torch.Tensor, site: HookSite, units: Units | None, value: torch.Tensor
+) -> torch.Tensor:
+    """A copy of ``x`` with ``value`` written at the units (the inverse of :func:`gather`)."""
+    out = x.clone()
+    view = component_view(out, site)
+    value = value.to(view.dtype)
+    if units is None:
+        if site.is_head:
+            value = value.permute(0, 2, 1, 3)
+        _check_shape(value, view.shape, site)
+        view.copy_(value)
+        return out
+    rows, index, pos = _rows(units, view.shape[0], view.device)
+    if site.is_head:
+        index = _checked(index, units.bounds, view.shape[2], f"{site.component} head")
+        if pos is None:
+            target = (rows[:, None], slice(None), index)
+            _check_shape(value, (view.shape[0], index.shape[1], view.shape[1], view.shape[3]), site)
+        else:
+            pos = _checked(pos, units.pos_bounds, view.shape[1], f"{site.component} position")
+            target = (rows[:, None, None], pos[:, None, :], index[:, :, None])
+            _check_shape(value, (view.shape[0], index.shape[1], pos.shape[1], view.shape[3]), site)
+    else:
+        index = _checked(index, units.bounds, view.shape[1], f"{site.component} position")
+        target = (rows[:, None], index)
+        _check_shape(value, (view.shape[0], index.shape[1], view.shape[2]), site)
+    view[target] = value
+    return out
+
+
+def _check_shape(value: torch.Tensor, expected, site: HookSite) -> None:
+    if tuple(value.shape) != tuple(expected):
+        raise DimensionMismatchError(
+            f"intervention on {site.component} returned shape {tuple(value.shape)}, "
+            f"expected {tuple(expected)}"
+        )

@@ -1,0 +1,322 @@
+"""IntervenableModel: wraps a model, resolves every representation to a hook site once,
+owns the interventions (an nn.ModuleDict), and runs intervened forwards. Per-call options
+never change ``self``; hooks live only for the duration of a call."""
+
+from __future__ import annotations
+
+import json
+import re
+import types
+from typing import Any
+
+import torch
+from torch import nn
+from transformers.utils import ModelOutput
+
+from .config import VALID_UNITS, IntervenableConfig, RepresentationConfig
+from .engine import Slot
+from .errors import ConfigError, UnknownComponentError, choices_message
+from .families import is_module_path, resolve_site
+from .interventions.basic import LambdaIntervention
+
+
+class IntervenableModelOutput(ModelOutput):
+    """``return_dict=True`` result of a call."""
+
+    original_outputs: Any = None
+    intervened_outputs: Any = None
+    collected_activations: Any = None
+
+
+class InterventionDict(nn.ModuleDict):
+    """key -> intervention. Also accepts the seeds' dotted keys
+    (``"layer.6.comp.block_output.unit.pos.nunit.1#0"``) and short ones (``"layer.6.block_output"``)."""
+
+    def resolve(self, key: str) -> str:
+        if key in self._modules:
+            return key
+        alias = str(key).replace(".", "_")
+        if alias in self._modules:
+            return alias
+        m = re.match(r"^layer[._](\d+)[._](?:comp[._]|repr[._])?(.+?)(?:[._]unit[._].*)?$", key)
+        if m:
+            prefix = f"layer_{m.group(1)}_comp_{m.group(2).replace('.', '_')}_unit_"
+            hits = [k for k in self._modules if k.startswith(prefix)]
+            if len(hits) == 1:
+                return hits[0]
+        raise KeyError(choices_message("intervention key", key, list(self._modules)))
+
+    def __getitem__(self, key: str | int) -> nn.Module:
+        if isinstance(key, int):
+            return list(self._modules.values())[key]
+        return self._modules[self.resolve(key)]
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            self.resolve(key)  # type: ignore[arg-type]
+        except (KeyError, TypeError):
+            return False
+        return True
+
+
+def make_key(rep: RepresentationConfig, seen: dict[str, int]) -> str:
+    """The original's key: ``layer_{l}_comp_{c}_unit_{u}_nunit_{n}#{k}``."""
+    unit = rep.unit.replace(".", "_")
+    if "." in rep.component:
+        stem = f"comp_{rep.component.replace('.', '_')}_unit_{unit}_nunit_{rep.max_number_of_units}"
+    else:
+        stem = f"layer_{rep.layer}_comp_{rep.component}_unit_{unit}_nunit_{rep.max_number_of_units}"
+    k = seen.get(stem, 0)
+    seen[stem] = k + 1
+    return f"{stem}#{k}"
+
+
+def build_intervention(spec: Any, rep: RepresentationConfig, embed_dim: int | None) -> nn.Module:
+    """An instance from a class, an instance, or a plain function."""
+    if isinstance(spec, (types.FunctionType, types.LambdaType, types.MethodType)):
+        return LambdaIntervention(spec, embed_dim=embed_dim)
+    if isinstance(spec, nn.Module):
+        return spec
+    if isinstance(spec, type) and issubclass(spec, nn.Module):
+        kwargs = rep._asdict()
+        kwargs.update(embed_dim=embed_dim, use_fast=False)
+        return spec(**kwargs)
+    raise ConfigError(
+        f"intervention {spec!r} is neither an intervention class, an nn.Module instance nor a "
+        "function f(base, source)"
+    )
+
+
+class IntervenableModel(nn.Module):
+    """Wrap ``model`` with the interventions that ``config`` declares.
+
+    ``config``: an IntervenableConfig, or a dict / list of dicts of RepresentationConfig
+    fields. ``batch_sources``: "auto" runs source and base as one batch when their shapes
+    match and the batch is small (faster on memory-bound hardware), True always when
+    possible, False never. Wrapping freezes the model's weights (``enable_model_gradients()``
+    undoes it).
+    """
+
+    BACKEND = "native"
+
+    def __init__(
+        self,
+        config: Any,
+        model: nn.Module,
+        batch_sources: bool | str = "auto",
+        one_pass_max_tokens: int = 256,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        if not isinstance(config, IntervenableConfig):
+            config = IntervenableConfig(representations=config)
+        self.config = config
+        self.mode = config.mode
+        self.model = model
+        self.batch_sources = batch_sources
+        self.one_pass_max_tokens = one_pass_max_tokens
+        self.use_fast = bool(kwargs.get("use_fast", False))
+        self.as_adaptor = bool(kwargs.get("as_adaptor", False))
+        self.representations: dict[str, RepresentationConfig] = {}
+        self.interventions = InterventionDict()
+        self._slots: list[Slot] = []
+        self.full_intervention_outputs: list[Any] = []
+        seen: dict[str, int] = {}
+        links: dict[Any, nn.Module] = {}
+        group_keys = [r.group_key for r in config.representations]
+        if any(g is not None for g in group_keys) and any(g is None for g in group_keys):
+            raise ConfigError("if any representation has a group_key, all must have one")
+        ordered_groups = sorted({g for g in group_keys if g is not None})
+        for i, rep in enumerate(config.representations):
+            key = make_key(rep, seen)
+            site = resolve_site(model, rep.layer, rep.component)
+            self._check_unit(rep, site)
+            embed_dim = None if site.dim is None else site.dim * rep.max_number_of_units
+            if rep.intervention_link_key is not None and rep.intervention_link_key in links:
+                intervention = links[rep.intervention_link_key]
+            else:
+                spec = config.intervention_type_for(i)
+                intervention = build_intervention(spec, rep, embed_dim)
+                if self.use_fast and hasattr(intervention, "use_fast"):
+                    intervention.use_fast = True
+                if rep.intervention_link_key is not None:
+                    links[rep.intervention_link_key] = intervention
+            group = i if rep.group_key is None else ordered_groups.index(rep.group_key)
+            self.representations[key] = rep
+            self.interventions[key] = intervention
+            self._slots.append(Slot(key, site, intervention, rep.unit, group, i))
+        if ordered_groups:
+            self._n_groups = len(ordered_groups)
+        else:
+            self._n_groups = len(self._slots)
+        self.disable_model_gradients()
+
+    @staticmethod
+    def _check_unit(rep: RepresentationConfig, site) -> None:
+        if rep.unit not in VALID_UNITS and "." not in rep.unit:
+            raise ConfigError(choices_message("unit", rep.unit, VALID_UNITS))
+        if rep.unit.startswith("h") and site.heads is None and not is_module_path(rep.component):
+            raise UnknownComponentError(
+                f"unit {rep.unit!r} selects heads, but {rep.component!r} has no head split; use "
+                "a head_* component (e.g. head_attention_value_output) or unit 'pos'"
+            )
+
+    # -- introspection -----------------------------------------------------------------------
+    @property
+    def sorted_keys(self) -> list[str]:
+        return [s.key for s in self._slots]
+
+    @property
+    def model_config(self) -> Any:
+        return getattr(self.model, "config", None)
+
+    @property
+    def model_type(self) -> type:
+        return type(self.model)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able summary: model type, keys with their module, hook side and width."""
+        return {
+            "model_type": type(self.model).__name__,
+            "mode": self.mode,
+            "interventions": {
+                s.key: {
+                    "type": type(s.intervention).__name__,
+                    "module": s.site.module_path,
+                    "hook": s.site.hook,
+                    "dim": s.site.dim,
+                    "heads": s.site.heads,
+                    "unit": s.unit,
+                    "group": s.group,
+                }
+                for s in self._slots
+            },
+        }
+
+    def __str__(self) -> str:
+        return json.dumps(self.describe(), indent=4)
+
+    # -- calls -------------------------------------------------------------------------------
+    def forward(
+        self,
+        base: Any,
+        sources: Any = None,
+        unit_locations: dict | None = None,
+        source_representations: Any = None,
+        subspaces: Any = None,
+        labels: torch.Tensor | None = None,
+        output_original_output: bool = False,
+        return_dict: bool | None = None,
+        use_cache: bool | None = None,
+        intervention_additional_kwargs: dict | None = None,
+    ) -> Any:
+        """Run the base input with interventions. Returns ``(original_or_None, intervened)``,
+        ``((original_or_None, collected_list), intervened)`` when collecting, or an
+        IntervenableModelOutput with ``return_dict=True``."""
+        from .calls import intervened_call
+
+        return intervened_call(
+            self,
+            base,
+            sources,
+            unit_locations,
+            source_representations,
+            subspaces,
+            labels,
+            output_original_output,
+            return_dict,
+            use_cache,
+            intervention_additional_kwargs,
+        )
+
+    # -- training helpers --------------------------------------------------------------------
+    def _unique_interventions(self) -> list[nn.Module]:
+        seen: dict[int, nn.Module] = {}
+        for s in self._slots:
+            seen.setdefault(id(s.intervention), s.intervention)
+        return list(seen.values())
+
+    def get_trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters of trainable interventions, then model weights that require grad."""
+        params = [
+            p
+            for i in self._unique_interventions()
+            if getattr(i, "trainable", False)
+            for p in i.parameters()
+        ]
+        return params + [p for p in self.model.parameters() if p.requires_grad]
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True, remove_duplicate=True):
+        """Only what training should touch: intervention parameters and unfrozen weights."""
+        seen: set[int] = set()
+        for key, i in self.interventions.items():
+            for name, p in i.named_parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield f"{prefix}interventions.{key}.{name}", p
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                yield f"{prefix}model.{name}", p
+
+    def count_parameters(self, include_model: bool = False) -> int:
+        """Trainable intervention parameters (each linked intervention once)."""
+        total = sum(
+            p.numel()
+            for i in self._unique_interventions()
+            if getattr(i, "trainable", False)
+            for p in i.parameters()
+            if p.requires_grad
+        )
+        if include_model:
+            total += sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        return total
+
+    def disable_model_gradients(self) -> None:
+        self.model.eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.model_has_grad = False
+
+    def enable_model_gradients(self) -> None:
+        self.model.train()
+        for p in self.model.parameters():
+            p.requires_grad_(True)
+        self.model_has_grad = True
+
+    def disable_intervention_gradients(self) -> None:
+        pass
+
+    def set_temperature(self, temp: float | torch.Tensor) -> None:
+        """Set the temperature of every intervention that has one (Boundless, SigmoidMask)."""
+        for i in self._unique_interventions():
+            if hasattr(i, "set_temperature"):
+                i.set_temperature(temp)
+
+    def set_zero_grad(self) -> None:
+        for i in self._unique_interventions():
+            if getattr(i, "trainable", False):
+                i.zero_grad()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for i in self._unique_interventions():
+            i.zero_grad(set_to_none=set_to_none)
+
+    def train(self, mode: bool = True) -> IntervenableModel:
+        self.training = mode
+        self.model.train(mode)
+        for i in self._unique_interventions():
+            i.train(mode)
+        return self
+
+    def eval(self) -> IntervenableModel:
+        return self.train(False)
+
+    def set_device(self, device: Any, set_model: bool = True) -> None:
+        for i in self._unique_interventions():
+            i.to(device)
+        if set_model:
+            self.model.to(device)
+
+    def get_device(self) -> torch.device:
+        param = next(self.model.parameters(), None)
+        return param.device if param is not None else torch.device("cpu")

@@ -1,0 +1,59 @@
+"""Intervention classes: the contract and registry (base), parameter-free ones (basic)."""
+
+from .base import (
+    BasisAgnosticIntervention as BasisAgnosticIntervention,
+)
+from .base import (
+    ConstantSourceIntervention as ConstantSourceIntervention,
+)
+from .base import (
+    DistributedRepresentationIntervention as DistributedRepresentationIntervention,
+)
+from .base import Intervention as Intervention
+from .base import InterventionOutput as InterventionOutput
+from .base import (
+    LocalistRepresentationIntervention as LocalistRepresentationIntervention,
+)
+from .base import (
+    SharedWeightsTrainableIntervention as SharedWeightsTrainableIntervention,
+)
+from .base import SourcelessIntervention as SourcelessIntervention
+from .base import TrainableIntervention as TrainableIntervention
+from .base import _do_intervention_by_swap as _do_intervention_by_swap
+from .base import get_intervention_class as get_intervention_class
+from .base import register as register
+from .base import registered_interventions as registered_interventions
+from .basic import AdditionIntervention as AdditionIntervention
+from .basic import CollectIntervention as CollectIntervention
+from .basic import LambdaIntervention as LambdaIntervention
+from .basic import NoiseIntervention as NoiseIntervention
+from .basic import SkipIntervention as SkipIntervention
+from .basic import SubtractionIntervention as SubtractionIntervention
+from .basic import VanillaIntervention as VanillaIntervention
+from .basic import ZeroIntervention as ZeroIntervention
+from .basic import embedding_noise_level as embedding_noise_level
+
+__all__ = [
+    "BasisAgnosticIntervention",
+    "ConstantSourceIntervention",
+    "DistributedRepresentationIntervention",
+    "Intervention",
+    "InterventionOutput",
+    "LocalistRepresentationIntervention",
+    "SharedWeightsTrainableIntervention",
+    "SourcelessIntervention",
+    "TrainableIntervention",
+    "_do_intervention_by_swap",
+    "get_intervention_class",
+    "register",
+    "registered_interventions",
+    "AdditionIntervention",
+    "CollectIntervention",
+    "LambdaIntervention",
+    "NoiseIntervention",
+    "SkipIntervention",
+    "SubtractionIntervention",
+    "VanillaIntervention",
+    "ZeroIntervention",
+    "embedding_noise_level",
+]

@@ -1,0 +1,300 @@
+"""The intervention contract, the base classes of the original API, the name registry used by
+saved configs, and the swap primitive (interchange / add / subtract / collect on chosen dims).
+
+Contract: ``forward(base, source=None, subspaces=None, **kwargs) -> Tensor`` on gathered
+activations (``[batch, units, dim]``, ``[batch, heads, positions, head_dim]`` or
+``[batch, dim]``). Class attributes tell the engine what it needs to know; the engine never
+checks concrete classes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from transformers.utils import ModelOutput
+
+from ..errors import ConfigError, DimensionMismatchError, choices_message
+
+_REGISTRY: dict[str, type] = {}
+
+
+def register(name: str | None = None):
+    """Class decorator: make an intervention loadable by name from a saved config."""
+
+    def wrap(cls: type) -> type:
+        key = name or cls.__name__
+        cls.registered_name = key
+        _REGISTRY[key] = cls
+        return cls
+
+    return wrap
+
+
+def registered_interventions() -> dict[str, type]:
+    """Name -> class of every registered intervention."""
+    return dict(_REGISTRY)
+
+
+def get_intervention_class(name: str | type) -> type:
+    """Look a class up by registered name. Accepts the original's "<class 'a.b.Name'>" form.
+    Never imports anything named by the string."""
+    if isinstance(name, type):
+        return name
+    short = str(name).strip()
+    if short.startswith("<class '") and short.endswith("'>"):
+        short = short[len("<class '") : -2]
+    short = short.rsplit(".", 1)[-1]
+    if short not in _REGISTRY:
+        raise ConfigError(choices_message("intervention", name, sorted(_REGISTRY)))
+    return _REGISTRY[short]
+
+
+class InterventionOutput(ModelOutput):
+    """An intervention may return this instead of a tensor; the engine uses ``.output``."""
+
+    output: torch.Tensor | None = None
+    latent: Any = None
+
+
+def expand_partition(partition: Any) -> list[list[int]] | None:
+    """[[0, 2], [2, 4]] -> [[0, 1], [2, 3]]; explicit index lists are kept.
+    As in the original, a 2-element int list is read as a [start, end) range."""
+    if partition is None:
+        return None
+    out = []
+    for part in partition:
+        part = list(part)
+        if len(part) == 2 and all(isinstance(p, int) for p in part):
+            out.append(list(range(part[0], part[1])))
+        else:
+            out.append([int(p) for p in part])
+    return out
+
+
+class Intervention(nn.Module):
+    """Base of every intervention.
+
+    Flags: ``trainable`` (parameters are optimized and saved), ``is_source_constant`` (runs
+    without a source run), ``keep_last_dim`` / ``is_repr_distributed`` (whether the engine
+    flattens units into one vector before the call), ``is_collect``, ``source_from_input``.
+    """
+
+    trainable = False
+    is_source_constant = False
+    is_repr_distributed = True
+    is_collect = False
+    source_from_input = False
+    basis_agnostic = False
+    registered_name = "Intervention"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__()
+        self.keep_last_dim = bool(kwargs.get("keep_last_dim", False))
+        self.use_fast = bool(kwargs.get("use_fast", False))
+        self.subspace_partition = expand_partition(kwargs.get("subspace_partition"))
+        embed_dim = kwargs.get("embed_dim")
+        self.embed_dim = None if embed_dim is None else int(embed_dim)
+        self.interchange_dim = self.embed_dim
+        self.init_kwargs = _plain_kwargs(kwargs)
+        source = kwargs.get("source_representation")
+        if source is not None:
+            self.set_source_representation(source)
+        elif kwargs.get("hidden_source_representation"):
+            self.is_source_constant = True
+
+    # -- original API -----------------------------------------------------------------------
+    def set_source_representation(self, source: torch.Tensor) -> None:
+        """Use ``source`` as a constant source (a buffer saved with the intervention)."""
+        self.register_buffer("source_representation", torch.as_tensor(source).detach().clone())
+        self.is_source_constant = True
+
+    def set_interchange_dim(self, interchange_dim: int | list[int]) -> None:
+        self.interchange_dim = interchange_dim
+
+    def __getitem__(self, index: int) -> Intervention:
+        """``interventions[key][0]`` (the pre-2025 tuple form) returns the intervention."""
+        if index == 0:
+            return self
+        raise IndexError(f"intervention index {index}: only [0] is supported (old tuple form)")
+
+    def constant_source(self) -> torch.Tensor | None:
+        return getattr(self, "source_representation", None)
+
+    def extra_repr(self) -> str:
+        return "" if self.embed_dim is None else f"embed_dim={self.embed_dim}"
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def _plain_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Constructor arguments worth saving: JSON scalars and lists, minus engine-injected ones."""
+    skip = {
+        "layer", "component", "unit", "max_number_of_units", "intervention_type", "intervention",
+        "group_key", "intervention_link_key", "moe_key", "source_representation",
+        "hidden_source_representation", "use_fast", "embed_dim", "subspace_partition",
+    }  # fmt: skip
+    out = {}
+    for k, v in kwargs.items():
+        if k in skip or v is None:
+            continue
+        if isinstance(v, (bool, int, float, str)) or (
+            isinstance(v, (list, tuple)) and all(isinstance(x, (int, float)) for x in v)
+        ):
+            out[k] = v
+    return out
+
+
+class TrainableIntervention(Intervention):
+    trainable = True
+
+    def tie_weight(self, other: Intervention) -> None:  # original API, no-op
+        pass
+
+
+class ConstantSourceIntervention(Intervention):
+    is_source_constant = True
+
+
+class SourcelessIntervention(Intervention):
+    is_source_constant = True
+
+
+class BasisAgnosticIntervention(Intervention):
+    basis_agnostic = True
+
+
+class SharedWeightsTrainableIntervention(TrainableIntervention):
+    shared_weights = True
+
+
+class LocalistRepresentationIntervention(nn.Module):
+    """Mixin: acts per unit on the last dimension, so the engine never flattens units."""
+
+    is_repr_distributed = False
+
+
+class DistributedRepresentationIntervention(nn.Module):
+    is_repr_distributed = True
+
+
+def broadcast_source(source: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """Broadcast a source (e.g. a (D,) vector) to the base slice's shape, or raise."""
+    source = source.to(device=base.device, dtype=base.dtype)
+    if source.shape == base.shape:
+        return source
+    try:
+        return torch.broadcast_to(source, base.shape)
+    except RuntimeError:
+        pass
+    try:
+        return source.reshape([1] * (base.dim() - 1) + [base.shape[-1]]).expand(base.shape)
+    except RuntimeError as err:
+        raise DimensionMismatchError(
+            f"source with shape {tuple(source.shape)} cannot be broadcasted into base with shape "
+            f"{tuple(base.shape)}; a source must match the base slice or be a "
+            f"({base.shape[-1]},) vector"
+        ) from err
+
+
+def subspace_dims(
+    subspaces: Any, partition: list[list[int]] | None, batch: int
+) -> list[list[int]] | None:
+    """Per-example lists of feature dims from per-call ``subspaces`` (partition indices when a
+    partition is set, raw dims otherwise). A single list applies to every example."""
+    if subspaces is None:
+        return None
+    if isinstance(subspaces, torch.Tensor):
+        subspaces = subspaces.tolist()
+    if isinstance(subspaces, int):
+        subspaces = [[subspaces]]
+    elif subspaces and all(isinstance(s, int) for s in subspaces):
+        subspaces = [list(subspaces)]
+    rows = [list(s) if isinstance(s, (list, tuple)) else [int(s)] for s in subspaces]
+    if len(rows) == 1 and batch != 1:
+        rows = rows * batch
+    if len(rows) != batch:
+        from ..errors import LocationError
+
+        raise LocationError(
+            f"subspaces has {len(rows)} per-example entries for a batch of {batch}; give one "
+            "list for all examples or one per example"
+        )
+    if partition is not None:
+        rows = [[d for p in row for d in partition[p]] for row in rows]
+    return rows
+
+
+def dims_mask(dims: list[list[int]], base: torch.Tensor) -> torch.Tensor:
+    """Boolean mask broadcastable to ``base`` with True at each example's dims."""
+    batch, width = base.shape[0], base.shape[-1]
+    bad = [d for row in dims for d in row if not -width <= d < width]
+    if bad:
+        raise IndexError(f"subspace dim {bad[0]} is out of range for width {width}")
+    mask = torch.zeros(batch, width, dtype=torch.bool, device=base.device)
+    for_rows = [(b, d) for b, row in enumerate(dims) for d in row]
+    if for_rows:
+        idx = torch.tensor(for_rows, device=base.device)
+        mask[idx[:, 0], idx[:, 1]] = True
+    return mask.view(batch, *([1] * (base.dim() - 2)), width)
+
+
+def _do_intervention_by_swap(
+    base: torch.Tensor,
+    source: torch.Tensor | None,
+    mode: str = "interchange",
+    interchange_dim: Any = None,
+    subspaces: Any = None,
+    subspace_partition: Any = None,
+    use_fast: bool = False,
+) -> torch.Tensor:
+    """Interchange / add / subtract the source into the base on chosen dims (out of place), or
+    return the chosen dims ('collect'). Dims: per-example ``subspaces`` if given, else the
+    first ``interchange_dim`` features, else all."""
+    modes = ("interchange", "add", "subtract", "collect")
+    if mode not in modes:
+        raise ConfigError(choices_message("swap mode", mode, modes))
+    if mode == "collect":
+        if source is not None:
+            raise ConfigError("collect mode takes no source")
+    elif source is None:
+        raise ConfigError(f"{mode} needs a source; got None")
+    else:
+        source = broadcast_source(source, base)
+    partition = expand_partition(subspace_partition)
+    dims = subspace_dims(subspaces, partition, base.shape[0])
+    if dims is not None and use_fast:
+        dims = [dims[0]] * base.shape[0]
+    if mode == "collect":
+        if dims is None:
+            return base if interchange_dim is None else base[..., : _as_int(interchange_dim)]
+        if any(row != dims[0] for row in dims):
+            if len({len(r) for r in dims}) != 1:
+                raise DimensionMismatchError("collect with ragged per-example subspaces")
+            idx = torch.tensor(dims, device=base.device)
+            idx = idx.view(base.shape[0], *([1] * (base.dim() - 2)), -1)
+            return torch.gather(base, -1, idx.expand(*base.shape[:-1], idx.shape[-1]))
+        return base[..., dims[0]]
+    if dims is None:
+        k = base.shape[-1] if interchange_dim is None else _as_int(interchange_dim)
+        if k >= base.shape[-1]:
+            mask = None
+        else:
+            mask = torch.zeros(base.shape[-1], dtype=torch.bool, device=base.device)
+            mask[:k] = True
+    else:
+        mask = dims_mask(dims, base)
+    if mode == "interchange":
+        return source if mask is None else torch.where(mask, source, base)
+    delta = source if mode == "add" else -source
+    return base + (delta if mask is None else delta * mask)
+
+
+def _as_int(x: Any) -> int:
+    if isinstance(x, torch.Tensor):
+        return int(x.item())
+    if isinstance(x, (list, tuple)):
+        raise ConfigError("interchange_dim as a list of dims: pass them as subspaces instead")
+    return int(x)

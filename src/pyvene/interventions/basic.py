@@ -1,0 +1,167 @@
+"""Interventions without parameters: swap, add, subtract, zero, collect, noise, skip,
+constant source, and the wrapper for plain functions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .base import (
+    BasisAgnosticIntervention,
+    ConstantSourceIntervention,
+    Intervention,
+    LocalistRepresentationIntervention,
+    _do_intervention_by_swap,
+    register,
+)
+
+
+class _SwapMixin:
+    """Shared forward of the swap family: the source is the constant one when set."""
+
+    swap_mode = "interchange"
+
+    def forward(self, base, source=None, subspaces=None, **kwargs):
+        constant = self.constant_source()
+        if constant is not None:
+            source = constant
+        return _do_intervention_by_swap(
+            base,
+            source,
+            self.swap_mode,
+            self.interchange_dim,
+            subspaces,
+            subspace_partition=self.subspace_partition,
+            use_fast=self.use_fast,
+        )
+
+
+@register()
+class VanillaIntervention(_SwapMixin, Intervention, LocalistRepresentationIntervention):
+    """Replace the base activation with the source's: ``b[dims] = s[dims]``."""
+
+
+@register()
+class AdditionIntervention(
+    _SwapMixin, BasisAgnosticIntervention, LocalistRepresentationIntervention
+):
+    """Add the source: ``b[dims] += s[dims]`` (steering with a constant source vector)."""
+
+    swap_mode = "add"
+
+
+@register()
+class SubtractionIntervention(
+    _SwapMixin, BasisAgnosticIntervention, LocalistRepresentationIntervention
+):
+    """Subtract the source: ``b[dims] -= s[dims]``."""
+
+    swap_mode = "subtract"
+
+
+@register()
+class ZeroIntervention(ConstantSourceIntervention, LocalistRepresentationIntervention):
+    """Set the chosen dims to zero (knockout); needs no source."""
+
+    def forward(self, base, source=None, subspaces=None, **kwargs):
+        return _do_intervention_by_swap(
+            base,
+            torch.zeros_like(base),
+            "interchange",
+            self.interchange_dim,
+            subspaces,
+            subspace_partition=self.subspace_partition,
+            use_fast=self.use_fast,
+        )
+
+
+@register()
+class CollectIntervention(ConstantSourceIntervention):
+    """Record the activation (chosen dims) without changing the model."""
+
+    is_collect = True
+    is_repr_distributed = False
+
+    def forward(self, base, source=None, subspaces=None, **kwargs):
+        return _do_intervention_by_swap(
+            base,
+            None,
+            "collect",
+            None,
+            subspaces,
+            subspace_partition=self.subspace_partition,
+            use_fast=self.use_fast,
+        )
+
+
+@register()
+class SkipIntervention(BasisAgnosticIntervention, LocalistRepresentationIntervention):
+    """Replace the module's output with the source run's *input* of the same module: the
+    source read happens on the module input, so the module is skipped."""
+
+    source_from_input = True
+
+    def forward(self, base, source=None, subspaces=None, **kwargs):
+        return _do_intervention_by_swap(
+            base,
+            source,
+            "interchange",
+            self.interchange_dim,
+            subspaces,
+            subspace_partition=self.subspace_partition,
+            use_fast=self.use_fast,
+        )
+
+
+ROME_GPT2_XL_NOISE = 0.13462981581687927  # 3 x std of GPT-2 XL token embeddings (ROME)
+
+
+@register()
+class NoiseIntervention(ConstantSourceIntervention, LocalistRepresentationIntervention):
+    """Add seeded Gaussian noise ``noise_level * N(0, 1)`` of the activation's shape.
+
+    The same seed gives the same noise on every call, as causal tracing needs (the corrupted
+    baseline and every restored run see identical noise). ``noise_level`` defaults to ROME's
+    value for GPT-2 XL; use :func:`pyvene.embedding_noise_level` for other models.
+    """
+
+    def __init__(self, noise_level: float | None = None, seed: int = 1, **kwargs: Any) -> None:
+        level = noise_level if noise_level is not None else kwargs.pop("noise_leve", None)
+        super().__init__(noise_level=level, seed=seed, **kwargs)
+        self.noise_level = float(ROME_GPT2_XL_NOISE if level is None else level)
+        self.seed = int(seed)
+
+    def forward(self, base, source=None, subspaces=None, **kwargs):
+        gen = torch.Generator(device=base.device).manual_seed(self.seed)
+        noise = torch.randn(base.shape, generator=gen, device=base.device, dtype=torch.float32)
+        noised = base + (noise * self.noise_level).to(base.dtype)
+        if subspaces is None and self.interchange_dim in (None, base.shape[-1]):
+            return noised
+        return _do_intervention_by_swap(
+            base, noised, "interchange", self.interchange_dim, subspaces, self.subspace_partition
+        )
+
+
+def embedding_noise_level(model: torch.nn.Module, multiple: float = 3.0) -> float:
+    """ROME's noise scale: ``multiple`` x the std of the model's input token embeddings."""
+    weight = model.get_input_embeddings().weight
+    return float(multiple * weight.detach().float().std())
+
+
+@register()
+class LambdaIntervention(Intervention, LocalistRepresentationIntervention):
+    """Wraps a plain function ``f(base, source)`` or ``f(base, source, subspaces)``; returning
+    None leaves the activation unchanged."""
+
+    is_source_constant = True  # a function may ignore its source
+
+    def __init__(self, fn: Callable, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fn = fn
+
+    def forward(self, base, source=None, subspaces=None, **kwargs):
+        if subspaces is not None:
+            return self.fn(base, source, subspaces)
+        return self.fn(base, source)
