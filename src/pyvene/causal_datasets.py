@@ -48,8 +48,9 @@ def _column(settings: Sequence[Mapping[str, Any]], var: str) -> torch.Tensor:
     return torch.tensor([flatten_value(v) for v in vals], dtype=torch.float32)
 
 
-def _rows(settings: Sequence[Mapping[str, Any]], variables: Sequence[str],
-          fn: ToTensor | None, what: str) -> torch.Tensor:
+def _rows(
+    settings: Sequence[Mapping[str, Any]], variables: Sequence[str], fn: ToTensor | None, what: str
+) -> torch.Tensor:
     """``[len(settings), ...]`` tensor: ``fn`` per setting, or the values of ``variables``
     concatenated (``[len(settings), features]`` float32)."""
     if fn is not None:
@@ -57,8 +58,10 @@ def _rows(settings: Sequence[Mapping[str, Any]], variables: Sequence[str],
     try:
         return torch.cat([_column(settings, v) for v in variables], dim=1)
     except (ValueError, RuntimeError) as e:
-        raise CausalModelError(f"{what} values of {list(variables)} flatten to different "
-                               "lengths across examples; pass a custom input/output function") from e
+        raise CausalModelError(
+            f"{what} values of {list(variables)} flatten to different "
+            "lengths across examples; pass a custom input/output function"
+        ) from e
 
 
 def _accepts_target(sampler: Callable[..., Setting]) -> bool:
@@ -308,7 +311,7 @@ def hierarchical_equality_causal_model(
         fixed = output_var in ("W", "X", "Y", "Z") and output_var_value is not None
         while True:  # distinct entities keep the case's (in)equalities intact
             flat = model.rng.choices(grid, k=4 * d)  # uniform on the 2-decimal grid
-            ents = {letter: tuple(flat[i * d:(i + 1) * d]) for i, letter in enumerate("ABCD")}
+            ents = {letter: tuple(flat[i * d : (i + 1) * d]) for i, letter in enumerate("ABCD")}
             if fixed:
                 ents[pattern["WXYZ".index(output_var)]] = tuple(output_var_value)
             if len(set(ents.values())) == 4:

@@ -1,22 +1,15 @@
-"""CausalModel: a small deterministic structural causal model over discrete variables.
+"""CausalModel: a small deterministic structural causal model over discrete variables: the
+high-level side of interchange-intervention training and DAS, saying what a network *should*
+output when a variable is fixed or copied over from another input. Sampling helpers and
+(counter)factual datasets live in ``causal_datasets.py``.
 
-It is the high-level ("algorithmic") side of interchange-intervention training and DAS: it says
-what a network *should* output when a variable is fixed, or copied over from another input, so
-(counter)factual datasets can be generated from it (see ``causal_datasets.py``).
-
-Deliberate differences from the original implementation (fixes of its bugs):
-
-* the caller's ``variables`` list is copied, never sorted in place; ``pos`` defaults to a fresh
-  dict per instance (the original shared one mutable default across instances);
-* validation raises :class:`CausalModelError` (a ``ValueError``) naming the bad value, the valid
-  choices and the closest match, instead of ``assert`` (stripped under ``python -O``);
-* timesteps are longest-path depths, cycles are reported instead of looping forever;
-* ``sample_input_tree_balanced`` no longer shares one dict across calls (mutable default
-  argument), picks only values that some input can produce, accepts an input variable as
-  ``output_var``, and checks its result on DAGs whose parents share ancestors;
-* samplers draw from ``self.rng`` (``random.Random(seed)``) and give up after ``max_tries``;
-* ``find_live_paths`` omits empty lengths; ``start_variables`` and the no-op ``marginalize``
-  are not provided.
+Fixes of the original's bugs: the caller's ``variables`` list is copied, not sorted in place;
+``pos`` defaults to a fresh dict (the original shared one mutable default); validation raises
+:class:`CausalModelError` (a ``ValueError``) naming the bad value, the valid choices and the
+closest match instead of ``assert``; timesteps are longest-path depths and cycles are reported
+instead of looping forever; ``add_variable`` rewires the children; samplers draw from
+``self.rng`` (``random.Random(seed)``) and give up after ``max_tries``; ``find_live_paths``
+omits empty lengths. ``start_variables`` (always empty) and the no-op ``marginalize`` are gone.
 """
 
 from __future__ import annotations
@@ -33,6 +26,7 @@ import torch
 from .errors import PyveneError, choices_message
 
 Setting = dict[str, Any]
+Positions = Mapping[str, tuple[float, float]]
 
 
 class CausalModelError(PyveneError, ValueError):
@@ -43,14 +37,14 @@ class UnknownVariableError(CausalModelError):
     """A variable name is not one of the model's variables."""
 
 
-def _unknown_message(what: str, bad: object, choices: Sequence[str]) -> str:
-    msg = choices_message(what, bad, choices)
-    if "Did you mean" not in msg:  # difflib is case-sensitive: try a case-insensitive match
-        near = difflib.get_close_matches(str(bad).lower(), [c.lower() for c in choices], 1, 0.4)
-        if near:
-            match = next(c for c in choices if c.lower() == near[0])
-            msg += f" Did you mean {match!r}?"
-    return msg
+def unknown_variable(name: object, choices: Sequence[str], where: str = "") -> UnknownVariableError:
+    """The error for an unknown variable name: valid names and the closest (also by case)."""
+    msg = choices_message("variable", name, choices)
+    if "Did you mean" not in msg:  # difflib is case-sensitive
+        lower = {c.lower(): c for c in choices}
+        near = difflib.get_close_matches(str(name).lower(), list(lower), 1, 0.4)
+        msg += f" Did you mean {lower[near[0]]!r}?" if near else ""
+    return UnknownVariableError(f"{where}{msg}")
 
 
 def same_value(a: Any, b: Any) -> bool:
@@ -68,19 +62,17 @@ def flatten_value(value: Any) -> list[float]:
         return [float(value)]
     if isinstance(value, torch.Tensor):
         return value.detach().flatten().float().tolist()
-    if isinstance(value, (list, tuple)) and all(isinstance(x, (bool, int, float)) for x in value):
-        return [float(x) for x in value]  # fast path for entity tuples
     return np.asarray(value, dtype=np.float64).ravel().tolist()
 
 
 class CausalModel:
-    """A deterministic causal model ``var = functions[var](*parents[var] values)``.
+    """A deterministic causal model: ``var = functions[var](*values of parents[var])``.
 
-    ``values[var]`` is the sampling domain of ``var`` (used by samplers and equivalence classes;
-    interventions may use other values, e.g. fresh entity vectors). Input variables (no
-    parents) have zero-argument functions giving default values. ``variables`` are ordered by
-    (timestep, name); ``inputs``/``outputs`` (variables that are nobody's parent) keep that
-    order, which is also the layout of :meth:`input_to_tensor`/:meth:`output_to_tensor`.
+    ``values[var]`` is the sampling domain of ``var`` (samplers, equivalence classes); settings
+    may hold other values (e.g. fresh entity vectors) since ``run_forward`` does not check them.
+    Input variables (no parents) have zero-argument functions giving defaults. ``variables`` is
+    ordered by (timestep, name); ``inputs``, ``intermediates`` and ``outputs`` (nobody's parent)
+    keep that order, which is the layout of :meth:`input_to_tensor` / :meth:`output_to_tensor`.
     """
 
     def __init__(
@@ -91,7 +83,7 @@ class CausalModel:
         functions: Mapping[str, Callable[..., Any]],
         timesteps: Mapping[str, int] | None = None,
         equiv_classes: Mapping[str, Mapping[Any, list[Setting]]] | None = None,
-        pos: Mapping[str, tuple[float, float]] | None = None,
+        pos: Positions | None = None,
         seed: int | None = None,
     ) -> None:
         self.values = {k: list(v) for k, v in values.items()}
@@ -103,53 +95,30 @@ class CausalModel:
         self.rng = random.Random(seed)
         self._build(list(variables))
 
-    # ------------------------------------------------------------------ structure
     def _build(self, variables: list[str]) -> None:
-        if not variables:
-            raise CausalModelError("a CausalModel needs at least one variable")
-        dupes = sorted({v for v in variables if variables.count(v) > 1})
-        if dupes:
-            raise CausalModelError(f"duplicate variable names {dupes}")
+        """Validate the tables and derive children, timesteps, order and the evaluation plan."""
         names = sorted(variables)
+        if not names or len(set(names)) != len(names):
+            raise CausalModelError(f"variables must be non-empty and unique, got {variables}")
         self._index = set(names)
-        for table, what in (
-            (self.values, "values"),
-            (self.parents, "parents"),
-            (self.functions, "functions"),
-            (self.equiv_classes, "equiv_classes"),
-            (self._given_timesteps or {}, "timesteps"),
-        ):
+        tables = {"values": self.values, "parents": self.parents, "functions": self.functions}
+        extra = {"equiv_classes": self.equiv_classes, "timesteps": self._given_timesteps or {}}
+        for what, table in {**tables, **extra}.items():
             for key in table:
                 if key not in self._index:
-                    raise UnknownVariableError(
-                        f"{what}: " + _unknown_message("variable", key, names)
-                    )
+                    raise unknown_variable(key, names, f"{what}: ")
         for var in names:
-            for table, what in (
-                (self.values, "values"),
-                (self.parents, "parents"),
-                (self.functions, "functions"),
-            ):
-                if var not in table:
-                    raise CausalModelError(f"variable {var!r} has no entry in {what}")
-            if not callable(self.functions[var]):
-                raise CausalModelError(
-                    f"functions[{var!r}] is not callable: {self.functions[var]!r}"
-                )
-            if len(self.values[var]) == 0:
-                raise CausalModelError(
-                    f"values[{var!r}] is empty; list the values {var!r} can take"
-                )
-            for p in self.parents[var]:
+            missing = [what for what, table in tables.items() if var not in table]
+            if missing:
+                raise CausalModelError(f"variable {var!r} has no entry in {missing}")
+            pars = self.parents[var]
+            for p in pars:
                 if p not in self._index:
-                    raise UnknownVariableError(
-                        f"parents[{var!r}]: " + _unknown_message("variable", p, names)
-                    )
-            if var in self.parents[var] or len(set(self.parents[var])) != len(self.parents[var]):
-                raise CausalModelError(
-                    f"parents[{var!r}] = {self.parents[var]} repeats a "
-                    "variable or contains the variable itself"
-                )
+                    raise unknown_variable(p, names, f"parents[{var!r}]: ")
+            if var in pars or len(set(pars)) != len(pars):
+                raise CausalModelError(f"parents[{var!r}] = {pars} repeats a name or has {var!r}")
+            if not callable(self.functions[var]) or not self.values[var]:
+                raise CausalModelError(f"{var!r} needs a callable function and non-empty values")
         self.children = {v: [c for c in names if v in self.parents[c]] for v in names}
         self.timesteps, self.end_time = self.generate_timesteps(names)
         self.variables = sorted(names, key=lambda v: (self.timesteps[v], v))
@@ -157,10 +126,9 @@ class CausalModel:
         self.outputs = [v for v in self.variables if not self.children[v]]
         self.intermediates = [v for v in self.variables if v not in self.inputs + self.outputs]
         self._plan = [(v, self.functions[v], tuple(self.parents[v])) for v in self.variables]
-        self._balanced: dict[str, dict[Any, list[Setting]]] | None = None
-        self._shared_ancestors = any(len(c) > 1 for c in self.children.values())
+        self._balanced: dict[str, dict[Any, list[Setting]]] | None = None  # causal_datasets
         setting: Setting = {}
-        for var, fn, pars in self._plan:  # smoke test: defaults must evaluate
+        for var, fn, pars in self._plan:  # smoke test: the defaults must evaluate
             try:
                 setting[var] = fn(*[setting[p] for p in pars])
             except Exception as e:
@@ -172,20 +140,18 @@ class CausalModel:
     def generate_timesteps(
         self, variables: Sequence[str] | None = None
     ) -> tuple[dict[str, int], int]:
-        """Timesteps (inputs 0, then longest-path depth; outputs at the final step) and the
-        final step. Explicit timesteps are validated: parents strictly earlier than children."""
+        """Timesteps (inputs 0, then longest-path depth, outputs at the final step) and the final
+        step. Explicit timesteps are checked instead: parents strictly earlier than children."""
         variables = list(self.variables if variables is None else variables)
         if self._given_timesteps is not None:
             steps = dict(self._given_timesteps)
-            missing = [v for v in variables if v not in steps]
-            if missing:
-                raise CausalModelError(f"timesteps given but missing for {missing}")
             for v in variables:
+                if v not in steps:
+                    raise CausalModelError(f"timesteps are given but miss {v!r}")
                 late = [p for p in self.parents[v] if steps[p] >= steps[v]]
                 if late:
                     raise CausalModelError(
-                        f"timesteps: parents {late} of {v!r} are not strictly "
-                        f"earlier than {v!r} (step {steps[v]})"
+                        f"timesteps: parents {late} of {v!r} are not earlier than step {steps[v]}"
                     )
             return steps, max(steps.values())
         steps: dict[str, int] = {}
@@ -198,9 +164,7 @@ class CausalModel:
                 steps[v] = 1 + max((steps[p] for p in self.parents[v]), default=-1)
             pending = [v for v in pending if v not in steps]
         end = max(steps.values())
-        for v in variables:
-            if not self.children[v] and self.parents[v]:
-                steps[v] = end
+        steps.update({v: end for v in variables if self.parents[v] and not self.children[v]})
         return steps, end
 
     def add_variable(
@@ -213,46 +177,33 @@ class CausalModel:
         timestep: int | None = None,
         child_functions: Mapping[str, Callable[..., Any]] | None = None,
     ) -> None:
-        """Add ``variable`` and rebuild. Each child gets ``variable`` appended to its parents, so
-        it needs a new function taking one more (last) argument: ``child_functions[child]``."""
+        """Add ``variable`` and rebuild (unchanged model if that fails). Each child gets
+        ``variable`` as its last parent and needs ``child_functions[child]`` taking one more
+        argument (the original left them inconsistent). ``timestep``: for explicit timesteps."""
         if variable in self._index:
             raise CausalModelError(f"variable {variable!r} already exists")
-        self.check_names(list(parents) + list(children))
+        self.check_names([*parents, *children])
         child_functions = dict(child_functions or {})
-        missing = [c for c in children if c not in child_functions]
-        if missing:
+        if set(child_functions) != set(children):
             raise CausalModelError(
-                f"children {missing} of new variable {variable!r} need "
-                "child_functions (their parent list grows by one)"
+                f"child_functions must cover exactly the children {list(children)} (their parent"
+                f" lists grow by one), got {sorted(child_functions)}"
             )
-        if self._given_timesteps is not None and timestep is None:
-            raise CausalModelError("this model has explicit timesteps; pass timestep=")
-        old_variables = list(self.variables)
-        backup = (
-            dict(self.values),
-            {k: list(v) for k, v in self.parents.items()},
-            dict(self.functions),
-            self._given_timesteps,
-            dict(self.equiv_classes),
-        )
-        if self._given_timesteps is not None:
+        backup = (self.values, self.parents, self.functions, self._given_timesteps)
+        old_classes, old_variables = self.equiv_classes, list(self.variables)
+        self.values = {**self.values, variable: list(values)}
+        self.parents = {k: list(v) for k, v in self.parents.items()} | {variable: list(parents)}
+        self.functions = {**self.functions, variable: function, **child_functions}
+        if self._given_timesteps is not None and timestep is not None:
             self._given_timesteps = {**self._given_timesteps, variable: timestep}
-        self.values[variable], self.parents[variable] = list(values), list(parents)
-        self.functions[variable] = function
+        self.equiv_classes = {k: v for k, v in self.equiv_classes.items() if k not in children}
         for c in children:
             self.parents[c].append(variable)
-            self.functions[c] = child_functions[c]
-            self.equiv_classes.pop(c, None)
         try:
-            self._build(self.variables + [variable])
-        except CausalModelError:  # leave the model as it was
-            (
-                self.values,
-                self.parents,
-                self.functions,
-                self._given_timesteps,
-                self.equiv_classes,
-            ) = backup
+            self._build([*self.variables, variable])
+        except CausalModelError:
+            self.values, self.parents, self.functions, self._given_timesteps = backup
+            self.equiv_classes = old_classes
             self._build(old_variables)
             raise
 
@@ -260,12 +211,12 @@ class CausalModel:
         """Raise :class:`UnknownVariableError` (with the closest match) for an unknown name."""
         for name in names:
             if name not in self._index:
-                raise UnknownVariableError(_unknown_message("variable", name, self.variables))
+                raise unknown_variable(name, self.variables)
 
     # ------------------------------------------------------------------ evaluation
     def run_forward(self, intervention: Mapping[str, Any] | None = None) -> Setting:
-        """Evaluate every variable in order; variables in ``intervention`` are fixed to the given
-        value (inputs or not), the others computed from their parents. Returns the total setting."""
+        """The total setting: variables in ``intervention`` are fixed to the given value (inputs
+        or not), the others computed from their parents, in timestep order."""
         fixed = intervention or {}
         if not self._index.issuperset(fixed):
             self.check_names(fixed)
@@ -277,7 +228,7 @@ class CausalModel:
     def run_interchange(
         self, input: Mapping[str, Any], source_interventions: Mapping[str, Mapping[str, Any]]
     ) -> Setting:
-        """Counterfactual setting: run ``input`` with each variable ``v`` of
+        """The counterfactual setting: run ``input`` with each variable ``v`` of
         ``source_interventions`` fixed to its value when running ``source_interventions[v]``."""
         self.check_names(source_interventions)
         fixed = dict(input)
@@ -291,20 +242,14 @@ class CausalModel:
         for var in self.variables:
             if var in self.inputs or var in self.equiv_classes:
                 continue
-            classes: dict[Any, list[Setting]] = {}
-            try:
-                classes = {val: [] for val in self.values[var]}
-            except TypeError as e:
-                raise CausalModelError(
-                    f"values of {var!r} must be hashable for equivalence classes"
-                ) from e
+            classes: dict[Any, list[Setting]] = {val: [] for val in self.values[var]}
             pars = self.parents[var]
             for combo in itertools.product(*[self.values[p] for p in pars]):
                 out = self.functions[var](*combo)
                 if out not in classes:
                     raise CausalModelError(
-                        f"functions[{var!r}]{combo} = {out!r} is not one of "
-                        f"values[{var!r}] = {self.values[var]}"
+                        f"functions[{var!r}]{combo} = {out!r} is not in values[{var!r}] = "
+                        f"{self.values[var]}"
                     )
                 classes[out].append(dict(zip(pars, combo)))
             self.equiv_classes[var] = classes
@@ -314,21 +259,22 @@ class CausalModel:
         """``{length: paths}`` (length >= 2, empty lengths omitted) of variable chains in which
         every edge ``a -> b`` is an actual cause: some value of ``a`` changes ``b``."""
         actual = self.run_forward(intervention)
-        live: dict[tuple[str, str], bool] = {}
-        for a in self.variables:
-            for b in self.children[a]:
-                live[a, b] = any(
-                    not same_value(self.run_forward({**intervention, a: val})[b], actual[b])
-                    for val in self.values[a]
-                )
-        paths, frontier, length = {}, [[v] for v in self.variables], 2
+        live = {
+            (a, b): any(
+                not same_value(self.run_forward({**intervention, a: val})[b], actual[b])
+                for val in self.values[a]
+            )
+            for a in self.variables
+            for b in self.children[a]
+        }
+        paths, frontier = {}, [[v] for v in self.variables]
         while True:
             frontier = [p + [c] for p in frontier for c in self.children[p[-1]] if live[p[-1], c]]
             if not frontier:
                 return paths
-            paths[length], length = frontier, length + 1
+            paths[len(frontier[0])] = frontier
 
-    # ------------------------------------------------------------------ samplers
+    # ------------------------------------------------------------------ sampling and data
     def sample_input(
         self, mandatory: Callable[[Setting], bool] | None = None, max_tries: int = 10_000
     ) -> Setting:
@@ -342,12 +288,11 @@ class CausalModel:
     def sample_intervention(
         self, mandatory: Callable[[Setting], bool] | None = None, max_tries: int = 10_000
     ) -> Setting:
-        """A random non-empty ``{variable: value}`` over intermediate variables (each included
+        """A random non-empty ``{variable: value}`` over the intermediate variables (each included
         with probability 1/2, uniform value) satisfying ``mandatory``."""
         if not self.intermediates:
             raise CausalModelError(
-                "sample_intervention needs intermediate variables (neither "
-                f"input nor output); variables: {self.variables}"
+                f"sample_intervention needs intermediate variables; variables: {self.variables}"
             )
         for _ in range(max_tries):
             iv = {
@@ -359,75 +304,15 @@ class CausalModel:
                 return iv
         raise CausalModelError(f"sample_intervention: nothing accepted in {max_tries} tries")
 
-    def _balanced_classes(self) -> dict[str, dict[Any, list[Setting]]]:
-        """Equivalence classes restricted to parent values some input can produce."""
-        if self._balanced is None:
-            self.generate_equiv_classes()
-            out: dict[str, dict[Any, list[Setting]]] = {}
-            for var in self.variables:
-                if var in self.inputs:
-                    continue
-                classes = {
-                    val: [a for a in assigns if all(p in self.inputs or a[p] in out[p] for p in a)]
-                    for val, assigns in self.equiv_classes[var].items()
-                }
-                out[var] = {val: a for val, a in classes.items() if a}
-            self._balanced = out
-        return self._balanced
-
     def sample_input_tree_balanced(
         self, output_var: str | None = None, output_var_value: Any = None, max_tries: int = 1_000
     ) -> Setting:
-        """An input whose ``output_var`` (default: the single output) is ``output_var_value``
-        (default: uniform over reachable values), choosing parent assignments uniformly from the
-        equivalence classes top-down; inputs outside that tree are filled uniformly."""
-        if output_var is None:
-            if len(self.outputs) != 1:
-                raise CausalModelError(f"several outputs {self.outputs}: pass output_var")
-            output_var = self.outputs[0]
-        self.check_names([output_var])
-        if output_var in self.inputs:
-            value = (
-                self.rng.choice(self.values[output_var])
-                if output_var_value is None
-                else output_var_value
-            )
-            return {
-                v: value if v == output_var else self.rng.choice(self.values[v])
-                for v in self.inputs
-            }
-        classes = self._balanced_classes()
-        if output_var_value is not None and output_var_value not in classes[output_var]:
-            raise CausalModelError(
-                f"{output_var}={output_var_value!r} cannot be produced by any "
-                f"input; reachable values: {list(classes[output_var])}"
-            )
-        for _ in range(max_tries):
-            value = (
-                self.rng.choice(list(classes[output_var]))
-                if output_var_value is None
-                else output_var_value
-            )
-            inp: Setting = {}
-            stack = [(output_var, value)]
-            while stack:
-                var, val = stack.pop()
-                for p, pval in self.rng.choice(classes[var][val]).items():
-                    if p in self.inputs:
-                        inp[p] = pval
-                    else:
-                        stack.append((p, pval))
-            for v in self.inputs:
-                if v not in inp:
-                    inp[v] = self.rng.choice(self.values[v])
-            if not self._shared_ancestors or same_value(self.run_forward(inp)[output_var], value):
-                return inp
-        raise CausalModelError(
-            f"sample_input_tree_balanced: no consistent input for "
-            f"{output_var}={value!r} in {max_tries} tries"
-        )
+        """Input with ``output_var`` = ``output_var_value`` (both uniform if None); see
+        :func:`pyvene.causal_datasets.sample_input_tree_balanced`."""
+        from .causal_datasets import sample_input_tree_balanced
 
-    # ------------------------------------------------------------------ filters
+        return sample_input_tree_balanced(self, output_var, output_var_value, max_tries)
+
     def get_partial_filter(self, partial_setting: Mapping[str, Any]) -> Callable[[Setting], bool]:
         """Predicate: a total setting agrees with ``partial_setting``."""
         self.check_names(partial_setting)
@@ -436,26 +321,21 @@ class CausalModel:
 
     def get_path_maxlen_filter(self, lengths: Iterable[int]) -> Callable[[Setting], bool]:
         """Predicate: the longest live path (1 if none) under the setting's inputs is in
-        ``lengths``."""
+        ``lengths`` (the original crashed when there was none)."""
         lengths = set(lengths)
-
-        def check(total: Setting) -> bool:
-            paths = self.find_live_paths({v: total[v] for v in self.inputs})
-            return max(paths, default=1) in lengths
-
-        return check
+        return lambda total: max(self._input_live_paths(total), default=1) in lengths
 
     def get_specific_path_filter(self, start: str, end: str) -> Callable[[Setting], bool]:
-        """Predicate: some live path under the setting's inputs goes from ``start`` to ``end``."""
+        """Predicate: a live path under the setting's inputs goes from ``start`` to ``end``."""
         self.check_names([start, end])
+        ends = (start, end)
+        return lambda total: any(
+            (p[0], p[-1]) == ends for ps in self._input_live_paths(total).values() for p in ps
+        )
 
-        def check(total: Setting) -> bool:
-            paths = self.find_live_paths({v: total[v] for v in self.inputs})
-            return any(p[0] == start and p[-1] == end for ps in paths.values() for p in ps)
+    def _input_live_paths(self, total: Mapping[str, Any]) -> dict[int, list[list[str]]]:
+        return self.find_live_paths({v: total[v] for v in self.inputs})
 
-        return check
-
-    # ------------------------------------------------------------------ tensors
     def input_to_tensor(self, setting: Mapping[str, Any]) -> torch.Tensor:
         """Float tensor ``[n_input_features]``: input values concatenated in ``inputs`` order."""
         return torch.tensor([x for v in self.inputs for x in flatten_value(setting[v])])
@@ -464,10 +344,7 @@ class CausalModel:
         """Float tensor ``[n_output_features]``: output values concatenated in ``outputs`` order."""
         return torch.tensor([x for v in self.outputs for x in flatten_value(setting[v])])
 
-    # ------------------------------------------------------------------ datasets
-    def generate_factual_dataset(
-        self, size: int, *args: Any, **kwargs: Any
-    ) -> list[dict[str, Any]]:
+    def generate_factual_dataset(self, size: int, *args: Any, **kwargs: Any) -> Any:
         """See :func:`pyvene.causal_datasets.generate_factual_dataset`."""
         from .causal_datasets import generate_factual_dataset
 
@@ -480,7 +357,7 @@ class CausalModel:
         batch_size: int,
         *args: Any,
         **kwargs: Any,
-    ) -> list[dict[str, Any]]:
+    ) -> Any:
         """See :func:`pyvene.causal_datasets.generate_counterfactual_dataset`."""
         from .causal_datasets import generate_counterfactual_dataset
 
@@ -490,52 +367,30 @@ class CausalModel:
 
     # ------------------------------------------------------------------ drawing
     def print_structure(
-        self,
-        pos: Mapping[str, tuple[float, float]] | None = None,
-        font: int = 12,
-        node_size: int = 1000,
-        show: bool = True,
+        self, pos: Positions | None = None, font: int = 12, node_size: int = 1000, show: bool = True
     ) -> Any:
         """Draw the graph with matplotlib (imported lazily); returns the figure."""
         return self._draw({v: v for v in self.variables}, pos, font, node_size, show)
 
     def print_setting(
-        self,
-        total_setting: Mapping[str, Any],
-        font: int = 12,
-        node_size: int = 1000,
-        show: bool = True,
+        self, total_setting: Setting, font: int = 12, node_size: int = 1000, show: bool = True
     ) -> Any:
         """Draw the graph with each node labelled ``name=value``; returns the figure."""
         labels = {v: f"{v}={total_setting[v]}" if v in total_setting else v for v in self.variables}
         return self._draw(labels, None, font, node_size, show)
 
-    def _draw(
-        self,
-        labels: Mapping[str, str],
-        pos: Mapping[str, tuple[float, float]] | None,
-        font: int,
-        node_size: int,
-        show: bool,
-    ) -> Any:
+    def _draw(self, labels: Mapping[str, str], pos: Any, font: int, size: int, show: bool) -> Any:
         import matplotlib.pyplot as plt
 
         pos = dict(pos or self.pos)
         for t in range(self.end_time + 1):  # default layout: x = timestep, spread along y
             layer = [v for v in self.variables if self.timesteps[v] == t and v not in pos]
-            for i, v in enumerate(layer):
-                pos[v] = (float(t), i - (len(layer) - 1) / 2)
+            pos.update({v: (float(t), i - (len(layer) - 1) / 2) for i, v in enumerate(layer)})
         fig, ax = plt.subplots()
-        for a in self.variables:
-            for b in self.children[a]:
-                ax.annotate(
-                    "",
-                    xy=pos[b],
-                    xytext=pos[a],
-                    arrowprops={"arrowstyle": "->", "shrinkA": 15, "shrinkB": 15},
-                )
-        xs, ys = zip(*(pos[v] for v in self.variables))
-        ax.scatter(xs, ys, s=node_size, c="lightblue", zorder=2)
+        for a, b in ((a, b) for a in self.variables for b in self.children[a]):
+            arrow = {"arrowstyle": "->", "shrinkA": 15, "shrinkB": 15}
+            ax.annotate("", xy=pos[b], xytext=pos[a], arrowprops=arrow)
+        ax.scatter(*zip(*(pos[v] for v in self.variables)), s=size, c="lightblue", zorder=2)
         for v in self.variables:
             ax.annotate(labels[v], pos[v], ha="center", va="center", fontsize=font, zorder=3)
         ax.set_axis_off()

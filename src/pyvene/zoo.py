@@ -132,6 +132,7 @@ def _ensure_smollm2_cache(
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{SMOLLM2_CACHE_NAME}-", dir=root))
     try:
+        tmp.chmod(0o755)  # mkdtemp makes it owner-only; the cache is ordinary readable data
         model, tokenizer = _convert_gguf(gguf)
         with _quiet_progress():
             model.save_pretrained(tmp)

@@ -39,13 +39,13 @@ class _SwapMixin:
 
 
 @register()
-class VanillaIntervention(_SwapMixin, Intervention, LocalistRepresentationIntervention):
+class VanillaIntervention(_SwapMixin, LocalistRepresentationIntervention, Intervention):
     """Replace the base activation with the source's: ``b[dims] = s[dims]``."""
 
 
 @register()
 class AdditionIntervention(
-    _SwapMixin, BasisAgnosticIntervention, LocalistRepresentationIntervention
+    _SwapMixin, LocalistRepresentationIntervention, BasisAgnosticIntervention
 ):
     """Add the source: ``b[dims] += s[dims]`` (steering with a constant source vector)."""
 
@@ -54,7 +54,7 @@ class AdditionIntervention(
 
 @register()
 class SubtractionIntervention(
-    _SwapMixin, BasisAgnosticIntervention, LocalistRepresentationIntervention
+    _SwapMixin, LocalistRepresentationIntervention, BasisAgnosticIntervention
 ):
     """Subtract the source: ``b[dims] -= s[dims]``."""
 
@@ -62,7 +62,7 @@ class SubtractionIntervention(
 
 
 @register()
-class ZeroIntervention(ConstantSourceIntervention, LocalistRepresentationIntervention):
+class ZeroIntervention(LocalistRepresentationIntervention, ConstantSourceIntervention):
     """Set the chosen dims to zero (knockout); needs no source."""
 
     def forward(self, base, source=None, subspaces=None, **kwargs):
@@ -97,7 +97,7 @@ class CollectIntervention(ConstantSourceIntervention):
 
 
 @register()
-class SkipIntervention(BasisAgnosticIntervention, LocalistRepresentationIntervention):
+class SkipIntervention(LocalistRepresentationIntervention, BasisAgnosticIntervention):
     """Replace the module's output with the source run's *input* of the same module: the
     source read happens on the module input, so the module is skipped."""
 
@@ -119,7 +119,7 @@ ROME_GPT2_XL_NOISE = 0.13462981581687927  # 3 x std of GPT-2 XL token embeddings
 
 
 @register()
-class NoiseIntervention(ConstantSourceIntervention, LocalistRepresentationIntervention):
+class NoiseIntervention(LocalistRepresentationIntervention, ConstantSourceIntervention):
     """Add seeded Gaussian noise ``noise_level * N(0, 1)`` of the activation's shape.
 
     The same seed gives the same noise on every call, as causal tracing needs (the corrupted
@@ -151,7 +151,7 @@ def embedding_noise_level(model: torch.nn.Module, multiple: float = 3.0) -> floa
 
 
 @register()
-class LambdaIntervention(Intervention, LocalistRepresentationIntervention):
+class LambdaIntervention(LocalistRepresentationIntervention, Intervention):
     """Wraps a plain function ``f(base, source)`` or ``f(base, source, subspaces)``; returning
     None leaves the activation unchanged."""
 
