@@ -158,7 +158,7 @@ def intervened_call(
             state.detach_sources = grad_free(model, src_inputs)
             one_pass_extra = {"use_cache": False} if _has_use_cache(pvm) else {}
             with HookSession() as session:
-                install_setters(session, active, state, layout)
+                install_setters(session, active, state, layout, pvm.as_adaptor)
                 full = model(**stacked, **one_pass_extra)
             total = batch * chunks
             if output_original_output:
@@ -174,7 +174,7 @@ def intervened_call(
             if output_original_output:
                 original = model(**base)
             with HookSession() as session:
-                install_setters(session, active, state)
+                install_setters(session, active, state, None, pvm.as_adaptor)
                 out = model(**base, **extra)
     pvm.full_intervention_outputs = state.full_outputs
     return _result(pvm, original, out, state, return_dict)

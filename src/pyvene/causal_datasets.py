@@ -1,24 +1,21 @@
-"""(Counter)factual datasets from a :class:`~pyvene.causal_model.CausalModel`, and the
-hierarchical-equality causal model of the DAS paper (Geiger et al., arXiv 2303.02536).
+"""Sampling and (counter)factual datasets from a :class:`~pyvene.causal_model.CausalModel`, and
+the hierarchical-equality causal model of DAS (Geiger et al., arXiv 2303.02536).
 
 Examples are sampled and evaluated in Python (samplers and variable functions are arbitrary
-callables), but tensors are built once for the whole dataset rather than per example, so 1e5
-examples take seconds.
+callables), but tensors are built once per field for the whole dataset, so 1e5 examples take
+seconds; ``stacked=True`` skips the per-example views altogether.
 
-Deliberate differences from the original implementation (fixes of its bugs):
-
-* exactly ``size`` examples are returned (the original overshot to a multiple of
-  ``batch_size``); consecutive groups of ``batch_size`` share one intervention, the last group
-  may be shorter;
-* ``input_function``/``output_function`` are honoured by the counterfactual generator too;
-* the default counterfactual sampler is ``sample_input_tree_balanced`` (the original default,
-  ``sample_input``, cannot take the ``output_var`` keywords and raised ``TypeError``); a sampler
-  that takes no such keywords is called without them, the source then being unconstrained (the
-  labels are exact either way: they come from ``run_interchange``);
-* the factual ``filter`` sees the total setting (a superset of the sampled input, so input-only
-  filters keep working and filters on intermediate variables now work too);
-* ``seed`` reseeds ``model.rng`` so built-in samplers (and the hierarchical-equality sampler,
-  which draws from ``model.rng``) are reproducible; rejection loops give up after ``max_tries``.
+Fixes of the original's bugs: exactly ``size`` examples are returned (it overshot to a multiple
+of ``batch_size``; here the last group sharing an intervention may be shorter);
+``input_function``/``output_function`` are honoured by the counterfactual generator too; its
+default sampler is ``sample_input_tree_balanced`` (the original default could not take the
+``output_var`` keywords: ``TypeError``), and a sampler without those keywords is called
+without them (its sources are then unconstrained; labels are exact either way, from
+``run_interchange``); the factual ``filter`` sees the total setting, a superset of the input;
+``seed`` reseeds ``model.rng``; rejection loops stop after ``max_tries``. The tree-balanced
+sampler no longer returns one shared dict (mutable default argument), picks only values that
+some input can produce, accepts an input ``output_var`` and checks its result when variables
+share ancestors.
 """
 
 from __future__ import annotations
@@ -36,9 +33,72 @@ Example = dict[str, Any]
 ToTensor = Callable[[Mapping[str, Any]], torch.Tensor]
 
 
+def _balanced_classes(model: CausalModel) -> dict[str, dict[Any, list[Setting]]]:
+    """Equivalence classes restricted to parent values that some input can produce (cached)."""
+    if model._balanced is None:
+        model.generate_equiv_classes()
+        out: dict[str, dict[Any, list[Setting]]] = {}
+        for var in model.variables:
+            if var in model.inputs:
+                continue
+            classes = {
+                val: [a for a in assigns if all(p in model.inputs or a[p] in out[p] for p in a)]
+                for val, assigns in model.equiv_classes[var].items()
+            }
+            out[var] = {val: a for val, a in classes.items() if a}
+        model._balanced = out
+    return model._balanced
+
+
+def sample_input_tree_balanced(
+    model: CausalModel,
+    output_var: str | None = None,
+    output_var_value: Any = None,
+    max_tries: int = 1_000,
+) -> Setting:
+    """An input whose ``output_var`` (default: the single output) is ``output_var_value``
+    (default: uniform over the values some input produces), choosing parent assignments
+    uniformly from the equivalence classes top-down; inputs outside that tree are uniform."""
+    rng = model.rng
+    if output_var is None:
+        if len(model.outputs) != 1:
+            raise CausalModelError(f"several outputs {model.outputs}: pass output_var")
+        output_var = model.outputs[0]
+    model.check_names([output_var])
+    if output_var in model.inputs:
+        value = (
+            rng.choice(model.values[output_var]) if output_var_value is None else output_var_value
+        )
+        return {v: value if v == output_var else rng.choice(model.values[v]) for v in model.inputs}
+    classes = _balanced_classes(model)
+    if output_var_value is not None and output_var_value not in classes[output_var]:
+        raise CausalModelError(
+            f"{output_var}={output_var_value!r} cannot be produced by any input; "
+            f"reachable values: {list(classes[output_var])}"
+        )
+    shared = any(len(c) > 1 for c in model.children.values())
+    for _ in range(max_tries):
+        value = (
+            rng.choice(list(classes[output_var])) if output_var_value is None else output_var_value
+        )
+        inp: Setting = {}
+        stack = [(output_var, value)]
+        while stack:
+            var, val = stack.pop()
+            for p, pval in rng.choice(classes[var][val]).items():
+                if p in model.inputs:
+                    inp[p] = pval
+                else:
+                    stack.append((p, pval))
+        inp.update({v: rng.choice(model.values[v]) for v in model.inputs if v not in inp})
+        if not shared or model.run_forward(inp)[output_var] == value:
+            return {v: inp[v] for v in model.inputs}
+    raise CausalModelError(f"no consistent input for {output_var}={value!r} in {max_tries} tries")
+
+
 def _column(settings: Sequence[Mapping[str, Any]], var: str) -> torch.Tensor:
-    """``[n, features]`` float tensor of one variable; one C-level conversion when the values
-    are Python scalars or flat tuples/lists of them, else per-value :func:`flatten_value`."""
+    """``[n, features]`` float tensor of one variable: one C-level conversion when the values are
+    Python scalars or flat tuples/lists of them, else :func:`flatten_value` per value."""
     vals = [s[var] for s in settings]
     if isinstance(vals[0], (bool, int, float, tuple, list)):
         try:
@@ -49,38 +109,31 @@ def _column(settings: Sequence[Mapping[str, Any]], var: str) -> torch.Tensor:
 
 
 def _rows(
-    settings: Sequence[Mapping[str, Any]], variables: Sequence[str], fn: ToTensor | None, what: str
+    settings: Sequence[Mapping[str, Any]], variables: Sequence[str], fn: ToTensor | None
 ) -> torch.Tensor:
-    """``[len(settings), ...]`` tensor: ``fn`` per setting, or the values of ``variables``
-    concatenated (``[len(settings), features]`` float32)."""
+    """``[len(settings), ...]``: ``fn`` per setting and stacked, or ``variables`` concatenated."""
     if fn is not None:
         return torch.stack([fn(s) for s in settings])
     try:
         return torch.cat([_column(settings, v) for v in variables], dim=1)
     except (ValueError, RuntimeError) as e:
         raise CausalModelError(
-            f"{what} values of {list(variables)} flatten to different "
-            "lengths across examples; pass a custom input/output function"
+            f"values of {list(variables)} flatten to different lengths across examples; "
+            "pass input_function/output_function"
         ) from e
 
 
-def _accepts_target(sampler: Callable[..., Setting]) -> bool:
-    """Does ``sampler`` take ``output_var``/``output_var_value`` keywords?"""
-    try:
-        params = inspect.signature(sampler).parameters.values()
-    except (TypeError, ValueError):
-        return True
-    names = {p.name for p in params}
-    return (
-        any(p.kind is p.VAR_KEYWORD for p in params) or {"output_var", "output_var_value"} <= names
-    )
+def _split(fields: dict[str, torch.Tensor], device: Any, stacked: bool) -> Any:
+    fields = {k: t.to(device) for k, t in fields.items()}
+    if stacked:
+        return fields
+    cols = {k: t.unbind(0) for k, t in fields.items()}
+    return [dict(zip(cols, row)) for row in zip(*cols.values())]
 
 
-def _check_size(size: int, max_tries: int) -> None:
-    if not isinstance(size, int) or size < 0:
-        raise CausalModelError(f"size must be a non-negative int, got {size!r}")
-    if max_tries < 1:
-        raise CausalModelError(f"max_tries must be >= 1, got {max_tries!r}")
+def _check(size: int, max_tries: int) -> None:
+    if not isinstance(size, int) or size < 0 or max_tries < 1:
+        raise CausalModelError(f"need size >= 0 and max_tries >= 1, got {size!r}, {max_tries!r}")
 
 
 def generate_factual_dataset(
@@ -94,15 +147,17 @@ def generate_factual_dataset(
     return_tensors: bool = True,
     seed: int | None = None,
     max_tries: int = 10_000,
-) -> list[Example]:
+    stacked: bool = False,
+) -> list[Example] | dict[str, torch.Tensor]:
     """``size`` examples ``{"input_ids", "labels"}`` of the unintervened model.
 
-    ``sampler()`` gives an input setting (default ``model.sample_input``); ``filter(total
-    setting)`` rejects examples. Tensors: ``input_ids [n_input_features]`` and ``labels
-    [n_output_features]`` (``model.input_to_tensor``/``output_to_tensor`` unless functions are
-    given); with ``return_tensors=False`` the input dict and the total setting.
+    ``sampler()`` gives an input (default ``model.sample_input``), ``filter(total setting)``
+    rejects. Tensors: ``input_ids [n_input_features]``, ``labels [n_output_features]`` (via
+    ``model.input_to_tensor``/``output_to_tensor`` semantics unless functions are given);
+    ``stacked=True`` gives ``{field: [size, ...]}`` instead of a list; ``return_tensors=False``
+    gives the input dict and the total setting.
     """
-    _check_size(size, max_tries)
+    _check(size, max_tries)
     if seed is not None:
         model.rng.seed(seed)
     sampler = sampler or model.sample_input
@@ -118,9 +173,21 @@ def generate_factual_dataset(
             raise CausalModelError(f"filter rejected {max_tries} samples in a row")
     if not return_tensors or not inputs:
         return [{"input_ids": i, "labels": t} for i, t in zip(inputs, totals)]
-    x = _rows(inputs, model.inputs, input_function, "input").to(device)
-    y = _rows(totals, model.outputs, output_function, "output").to(device)
-    return [{"input_ids": a, "labels": b} for a, b in zip(x.unbind(0), y.unbind(0))]
+    x = _rows(inputs, model.inputs, input_function)
+    y = _rows(totals, model.outputs, output_function)
+    return _split({"input_ids": x, "labels": y}, device, stacked)
+
+
+def _accepts_target(sampler: Callable[..., Setting]) -> bool:
+    """Does ``sampler`` take the ``output_var``/``output_var_value`` keywords?"""
+    try:
+        params = inspect.signature(sampler).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    names = {p.name for p in params}
+    return {"output_var", "output_var_value"} <= names or any(
+        p.kind is p.VAR_KEYWORD for p in params
+    )
 
 
 def generate_counterfactual_dataset(
@@ -137,21 +204,22 @@ def generate_counterfactual_dataset(
     return_tensors: bool = True,
     seed: int | None = None,
     max_tries: int = 10_000,
-) -> list[Example]:
-    """``size`` interchange-intervention examples, in groups of ``batch_size`` sharing one
-    intervention ``{variable: value}`` from ``intervention_sampler`` (default
+    stacked: bool = False,
+) -> list[Example] | dict[str, torch.Tensor]:
+    """``size`` interchange-intervention examples; each group of ``batch_size`` consecutive ones
+    shares an intervention ``{variable: value}`` from ``intervention_sampler`` (default
     ``model.sample_intervention``; ``filter(intervention)`` rejects).
 
-    Per example: ``base = sampler()``; per intervened variable (model order) ``source =
+    Per example: ``base = sampler()`` and, per intervened variable in model order, ``source =
     sampler(output_var=var, output_var_value=value)``. Fields: ``input_ids`` (base),
     ``source_input_ids [n_slots, ...]`` (sources packed in variable order, zero-padded to
-    ``n_slots = max(#intermediate variables, largest intervention)``), ``labels`` (outputs of
-    ``run_interchange(base, {var: source})``), ``base_labels`` (outputs of ``run_forward(base)``),
-    ``intervention_id`` (``tensor([intervention_id(intervention)])``). With
-    ``return_tensors=False``: dicts, sources padded with ``{}``, full settings as labels, and
-    ``[id]``.
+    ``n_slots = max(#intermediates, largest intervention)``; ``intervention_id`` says which),
+    ``labels`` (outputs of ``run_interchange(base, {var: source})``), ``base_labels`` (outputs of
+    ``run_forward(base)``), ``intervention_id`` (``[1]``, long). ``stacked=True``: ``{field:
+    [size, ...]}``. ``return_tensors=False``: dicts, sources padded with ``{}``, full settings
+    as labels, ``[id]``.
     """
-    _check_size(size, max_tries)
+    _check(size, max_tries)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise CausalModelError(f"batch_size must be a positive int, got {batch_size!r}")
     if seed is not None:
@@ -165,11 +233,7 @@ def generate_counterfactual_dataset(
 
     targeted = _accepts_target(sampler)
     intervention_sampler = intervention_sampler or model.sample_intervention
-    bases: list[Setting] = []
-    sources: list[list[Setting]] = []
-    labels: list[Setting] = []
-    base_labels: list[Setting] = []
-    ids: list[int] = []
+    bases, sources, labels, base_labels, ids = [], [], [], [], []
     misses = 0
     while len(bases) < size:
         iv = intervention_sampler()
@@ -178,8 +242,7 @@ def generate_counterfactual_dataset(
             if (misses := misses + 1) >= max_tries:
                 raise CausalModelError(f"filter rejected {max_tries} interventions in a row")
             continue
-        misses = 0
-        iid = intervention_id(iv)
+        misses, iid = 0, intervention_id(iv)
         order = [v for v in model.variables if v in iv]
         for _ in range(min(batch_size, size - len(bases))):
             base = sampler()
@@ -188,55 +251,38 @@ def generate_counterfactual_dataset(
                 for v in order
             ]
             fixed = dict(base)
-            for v, src in zip(order, srcs):
-                fixed[v] = model.run_forward(src)[v]
+            fixed.update({v: model.run_forward(src)[v] for v, src in zip(order, srcs)})
             bases.append(base)
             sources.append(srcs)
             labels.append(model.run_forward(fixed))
             base_labels.append(model.run_forward(base))
             ids.append(iid)
     n_slots = max([len(model.intermediates)] + [len(s) for s in sources])
-    if not return_tensors:
+    if not return_tensors or not bases:
         return [
-            {
-                "input_ids": b,
-                "source_input_ids": s + [{}] * (n_slots - len(s)),
-                "labels": y,
-                "base_labels": yb,
-                "intervention_id": [i],
-            }
+            {"input_ids": b, "source_input_ids": s + [{}] * (n_slots - len(s)), "labels": y,
+             "base_labels": yb, "intervention_id": [i]}
             for b, s, y, yb, i in zip(bases, sources, labels, base_labels, ids)
-        ]
-    x = _rows(bases, model.inputs, input_function, "input")
+        ]  # fmt: skip
+    x = _rows(bases, model.inputs, input_function)
     flat = [s for srcs in sources for s in srcs]
-    src_rows = _rows(flat, model.inputs, input_function, "input") if flat else x[:0]
-    src = torch.zeros((len(bases), n_slots) + tuple(x.shape[1:]), dtype=x.dtype)
-    rows = torch.tensor([i for i, s in enumerate(sources) for _ in s], dtype=torch.long)
-    slots = torch.tensor([j for s in sources for j in range(len(s))], dtype=torch.long)
-    src[rows, slots] = src_rows.to(x.dtype)
-    y = _rows(labels, model.outputs, output_function, "output")
-    yb = _rows(base_labels, model.outputs, output_function, "output")
-    iid = torch.tensor(ids, dtype=torch.long).unsqueeze(1)
+    src = torch.zeros((len(bases), n_slots, *x.shape[1:]), dtype=x.dtype)
+    if flat:  # scatter all sources at once: row n, slot j
+        rows = torch.tensor([n for n, s in enumerate(sources) for _ in s])
+        slots = torch.tensor([j for s in sources for j in range(len(s))])
+        src[rows, slots] = _rows(flat, model.inputs, input_function).to(x.dtype)
     fields = {
         "input_ids": x,
         "source_input_ids": src,
-        "labels": y,
-        "base_labels": yb,
-        "intervention_id": iid,
+        "labels": _rows(labels, model.outputs, output_function),
+        "base_labels": _rows(base_labels, model.outputs, output_function),
+        "intervention_id": torch.tensor(ids, dtype=torch.long).unsqueeze(1),
     }
-    cols = {k: t.to(device).unbind(0) for k, t in fields.items()}
-    return [{k: cols[k][n] for k in fields} for n in range(len(bases))]
-
-
-def collate_examples(examples: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Stack a list of tensor examples into one batch ``{field: [n, ...]}``."""
-    if not examples:
-        raise CausalModelError("collate_examples needs at least one example")
-    return {k: torch.stack([e[k] for e in examples]) for k in examples[0]}
+    return _split(fields, device, stacked)
 
 
 # ---------------------------------------------------------------------- hierarchical equality
-HIERARCHICAL_EQUALITY_CASES = {  # (W==X, Y==Z) -> entity pattern of W, X, Y, Z
+HIERARCHICAL_EQUALITY_CASES = {  # (W==X, Y==Z) -> which entity each of W, X, Y, Z is
     (False, False): "ABCD",
     (True, True): "AABB",
     (True, False): "AABC",
@@ -247,86 +293,67 @@ HIERARCHICAL_EQUALITY_CASES = {  # (W==X, Y==Z) -> entity pattern of W, X, Y, Z
 def hierarchical_equality_causal_model(
     embedding_dim: int = 4, n_entities: int = 20, seed: int | None = 0
 ) -> tuple[CausalModel, Callable[..., Setting]]:
-    """The DAS hierarchical-equality task: inputs W, X, Y, Z (entity vectors in [-1, 1]^d rounded
-    to 2 decimals, as tuples), WX = (W==X), YZ = (Y==Z), O = (WX==YZ).
+    """The DAS hierarchical-equality task: inputs W, X, Y, Z (entities: vectors in [-1, 1]^d on
+    the 2-decimal grid, as tuples), WX = (W==X), YZ = (Y==Z), O = (WX==YZ).
 
-    Returns ``(model, sampler)``. ``values`` of the inputs is a pool of ``n_entities`` entities
+    Returns ``(model, sampler)``. The inputs' ``values`` are a pool of ``n_entities`` entities
     (so the model's own samplers and equivalence classes work); ``sampler(output_var=None,
     output_var_value=None)`` draws *fresh* distinct entities from ``model.rng`` in one of the
-    four balanced cases ABCD, AABB, AABC, ABCC, restricted to those where ``output_var`` (WX, YZ
-    or O) has the requested value; for an input ``output_var`` that entity is substituted.
+    four cases ABCD, AABB, AABC, ABCC, uniformly among those where ``output_var`` (WX, YZ or O)
+    has the requested value; an input ``output_var`` gets the requested entity. The model's
     ``input_to_tensor`` gives the ``4 * embedding_dim`` input, ``output_to_tensor`` the label.
     """
     if embedding_dim < 1 or n_entities < 2:
         raise CausalModelError(
-            f"need embedding_dim >= 1 and n_entities >= 2, got {embedding_dim}, {n_entities}"
+            f"need embedding_dim >= 1, n_entities >= 2: {embedding_dim}, {n_entities}"
         )
-    model: CausalModel
-
-    grid = [round(i / 100 - 1.0, 2) for i in range(201)]  # [-1, 1] in steps of 0.01
     d = embedding_dim
+    grid = [round(i / 100 - 1.0, 2) for i in range(201)]  # [-1, 1] in steps of 0.01
+    pairs = [(a, b) for a in grid for b in grid]  # decode two grid digits at once
+
+    def entity(code: int) -> tuple[float, ...]:
+        out: tuple[float, ...] = ()
+        for _ in range(d // 2):
+            code, r = divmod(code, 40401)
+            out += pairs[r]
+        return out + (grid[code],) if d % 2 else out
 
     pool_rng = random.Random(seed)
-    pool = [
-        tuple(round(pool_rng.uniform(-1.0, 1.0), 2) for _ in range(embedding_dim))
-        for _ in range(n_entities)
-    ]
-    variables = ["W", "X", "Y", "Z", "WX", "YZ", "O"]
+    pool = [entity(c) for c in pool_rng.sample(range(201**d), n_entities)]
     values: dict[str, list[Any]] = {v: pool for v in "WXYZ"}
     values.update({"WX": [True, False], "YZ": [True, False], "O": [True, False]})
-    parents = {
-        "W": [],
-        "X": [],
-        "Y": [],
-        "Z": [],
-        "WX": ["W", "X"],
-        "YZ": ["Y", "Z"],
-        "O": ["WX", "YZ"],
-    }
+    parents = {v: [] for v in "WXYZ"} | {"WX": ["W", "X"], "YZ": ["Y", "Z"], "O": ["WX", "YZ"]}
     functions: dict[str, Callable[..., Any]] = {v: (lambda: pool[0]) for v in "WXYZ"}
-    functions.update(
-        {"WX": lambda w, x: w == x, "YZ": lambda y, z: y == z, "O": lambda wx, yz: wx == yz}
+    functions["WX"] = functions["YZ"] = functions["O"] = lambda a, b: a == b
+    pos = {"W": (0, 0), "X": (1, 0), "Y": (2, 0), "Z": (3, 0), "WX": (0.5, 1), "YZ": (2.5, 1)}
+    model = CausalModel(
+        list(parents), values, parents, functions, pos=pos | {"O": (1.5, 2)}, seed=seed
     )
-    pos = {
-        "W": (0.2, 0),
-        "X": (1, 0.1),
-        "Y": (2, 0.2),
-        "Z": (2.8, 0),
-        "WX": (1, 2),
-        "YZ": (2, 2),
-        "O": (1.5, 3),
-    }
-    model = CausalModel(variables, values, parents, functions, pos=pos, seed=seed)
-    cases = list(HIERARCHICAL_EQUALITY_CASES)
+    key = {"WX": lambda c: c[0], "YZ": lambda c: c[1], "O": lambda c: c[0] == c[1]}
 
     def sampler(output_var: str | None = None, output_var_value: Any = None) -> Setting:
-        """A balanced hierarchical-equality input with fresh entities."""
-        allowed = cases
-        if output_var in ("WX", "YZ", "O") and output_var_value is not None:
-            k = {"WX": lambda c: c[0], "YZ": lambda c: c[1], "O": lambda c: c[0] == c[1]}
-            allowed = [c for c in cases if k[output_var](c) == output_var_value]
-        elif output_var is not None:
+        """A balanced hierarchical-equality input with fresh distinct entities."""
+        cases = list(HIERARCHICAL_EQUALITY_CASES)
+        if output_var is not None:
             model.check_names([output_var])
-        pattern = HIERARCHICAL_EQUALITY_CASES[model.rng.choice(allowed)]
-        fixed = output_var in ("W", "X", "Y", "Z") and output_var_value is not None
-        while True:  # distinct entities keep the case's (in)equalities intact
-            flat = model.rng.choices(grid, k=4 * d)  # uniform on the 2-decimal grid
-            ents = {letter: tuple(flat[i * d : (i + 1) * d]) for i, letter in enumerate("ABCD")}
-            if fixed:
+            if output_var in key and output_var_value is not None:
+                cases = [c for c in cases if key[output_var](c) == output_var_value]
+        pattern = HIERARCHICAL_EQUALITY_CASES[model.rng.choice(cases)]
+        while True:
+            ents = dict(zip("ABCD", map(entity, model.rng.sample(range(201**d), 4))))
+            if output_var in ("W", "X", "Y", "Z") and output_var_value is not None:
                 ents[pattern["WXYZ".index(output_var)]] = tuple(output_var_value)
-            if len(set(ents.values())) == 4:
-                break
-        return {v: ents[c] for v, c in zip("WXYZ", pattern)}
+                if len(set(ents.values())) < 4:  # keep the case's (in)equalities
+                    continue
+            return {v: ents[c] for v, c in zip("WXYZ", pattern)}
 
     return model, sampler
 
 
 def hierarchical_equality_intervention_id(intervention: Mapping[str, Any]) -> int:
     """0 = WX intervened, 1 = YZ, 2 = both (the DAS tutorial's convention)."""
-    key = ("WX" in intervention, "YZ" in intervention)
-    ids = {(True, False): 0, (False, True): 1, (True, True): 2}
-    if key not in ids or set(intervention) - {"WX", "YZ"}:
-        raise CausalModelError(
-            f"intervention must be on WX and/or YZ only, got {sorted(intervention)}"
-        )
+    ids = {("WX",): 0, ("YZ",): 1, ("WX", "YZ"): 2}
+    key = tuple(sorted(intervention))
+    if key not in ids:
+        raise CausalModelError(f"intervention must be on WX and/or YZ, got {list(key)}")
     return ids[key]

@@ -387,8 +387,8 @@ class CausalModel:
             layer = [v for v in self.variables if self.timesteps[v] == t and v not in pos]
             pos.update({v: (float(t), i - (len(layer) - 1) / 2) for i, v in enumerate(layer)})
         fig, ax = plt.subplots()
-        for a, b in ((a, b) for a in self.variables for b in self.children[a]):
-            arrow = {"arrowstyle": "->", "shrinkA": 15, "shrinkB": 15}
+        arrow = {"arrowstyle": "->", "shrinkA": 15, "shrinkB": 15}
+        for a, b in ((p, c) for p in self.variables for c in self.children[p]):
             ax.annotate("", xy=pos[b], xytext=pos[a], arrowprops=arrow)
         ax.scatter(*zip(*(pos[v] for v in self.variables)), s=size, c="lightblue", zorder=2)
         for v in self.variables:

@@ -78,6 +78,7 @@ def apply_intervention(
     subspaces: Any,
     whole: bool,
     state: CallState,
+    module_input: dict[str, Any] | None = None,
 ) -> torch.Tensor | None:
     """Call the intervention with the original's flattening rule: distributed (rotation-like)
     interventions see units flattened into one vector (``(B, U*D)``, heads ``(B, P, H*Dh)``);
@@ -97,7 +98,9 @@ def apply_intervention(
     constant = getattr(intervention, "is_source_constant", False) or getattr(
         intervention, "is_collect", False
     )
-    kwargs = state.extra_kwargs if constant else {}
+    kwargs = dict(state.extra_kwargs) if constant else {}
+    if module_input is not None:
+        kwargs.update(module_input)
     out = intervention(base, source, subspaces, **kwargs)
     if isinstance(out, InterventionOutput):
         if constant:
@@ -128,10 +131,15 @@ def make_setter(slot: Slot, state: CallState, layout: Layout | None = None):
     key, site, intervention = slot.key, slot.site, slot.intervention
     collect = getattr(intervention, "is_collect", False)
 
-    def setter(x: torch.Tensor) -> torch.Tensor | None:
+    def setter(x: torch.Tensor, module_input: torch.Tensor | None = None) -> torch.Tensor | None:
         rows = x if layout is None else layout.base_rows(x)
         units = state.base_units.get(key)
         base = gather(rows, site, units)
+        extra = None
+        if module_input is not None:  # adaptor-style: the module input at the same units
+            in_rows = module_input if layout is None else layout.base_rows(module_input)
+            in_site = HookSite(site.module, site.module_path, "input", site.component, None, None)
+            extra = {"args": gather(in_rows, in_site, units if site.heads is None else None)}
         if collect or slot.constant:
             source = None
         elif key in state.sources:
@@ -143,7 +151,7 @@ def make_setter(slot: Slot, state: CallState, layout: Layout | None = None):
         else:
             raise PyveneError(f"{key}: no source activation for this call")
         out = apply_intervention(
-            intervention, base, source, state.subspaces.get(key), units is None, state
+            intervention, base, source, state.subspaces.get(key), units is None, state, extra
         )
         if collect:
             state.collected.setdefault(key, []).append(out)
@@ -156,9 +164,18 @@ def make_setter(slot: Slot, state: CallState, layout: Layout | None = None):
     return setter
 
 
-def install_setters(session: HookSession, slots: list[Slot], state: CallState, layout=None):
+def wants_module_input(slot: Slot, as_adaptor: bool = False) -> bool:
+    """Adaptor-style interventions (LoRA) also receive the hooked module's input as ``args``."""
+    needs = as_adaptor or getattr(slot.intervention, "needs_module_input", False)
+    return bool(needs) and slot.site.hook == "output"
+
+
+def install_setters(
+    session: HookSession, slots: list[Slot], state: CallState, layout=None, as_adaptor=False
+):
     for slot in slots:
-        session.on(slot.site.module, slot.site.hook, make_setter(slot, state, layout))
+        with_input = wants_module_input(slot, as_adaptor)
+        session.on(slot.site.module, slot.site.hook, make_setter(slot, state, layout), with_input)
 
 
 def grad_free(model: nn.Module, inputs: dict[str, Any]) -> bool:

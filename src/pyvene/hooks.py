@@ -61,9 +61,16 @@ class HookSession:
     def __init__(self) -> None:
         self._handles: list[Any] = []
 
-    def on_output(self, module: nn.Module, fn: TensorFn) -> None:
+    def on_output(self, module: nn.Module, fn: TensorFn, with_input: bool = False) -> None:
+        """``with_input``: call ``fn(output_tensor, input_tensor)`` (adaptor-style hooks)."""
+
         def hook(mod, args, kwargs, output):
-            new = fn(_first_tensor_of_output(output))
+            out = _first_tensor_of_output(output)
+            if with_input:
+                key = _input_key(args, kwargs)
+                new = fn(out, args[key] if key == 0 else kwargs[key])
+            else:
+                new = fn(out)
             return None if new is None else _replace_output(output, new)
 
         self._handles.append(module.register_forward_hook(hook, with_kwargs=True))
@@ -82,8 +89,11 @@ class HookSession:
 
         self._handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
 
-    def on(self, module: nn.Module, side: str, fn: TensorFn) -> None:
-        (self.on_input if side == "input" else self.on_output)(module, fn)
+    def on(self, module: nn.Module, side: str, fn: TensorFn, with_input: bool = False) -> None:
+        if side == "input":
+            self.on_input(module, fn)
+        else:
+            self.on_output(module, fn, with_input)
 
     def remove(self) -> None:
         while self._handles:

@@ -229,6 +229,34 @@ class IntervenableModel(nn.Module):
             intervention_additional_kwargs,
         )
 
+    def generate(self, base: Any, *args: Any, **kwargs: Any) -> Any:
+        """Generation with interventions; see :mod:`pyvene.generation`."""
+        from .generation import generate
+
+        return generate(self, base, *args, **kwargs)
+
+    # -- persistence (see :mod:`pyvene.serialization`) ----------------------------------------
+    def save(self, save_directory: str, **kwargs: Any) -> None:
+        from .serialization import save
+
+        save(self, save_directory, **kwargs)
+
+    @staticmethod
+    def load(load_directory: str, model: nn.Module, **kwargs: Any) -> IntervenableModel:
+        from .serialization import load
+
+        return load(load_directory, model, **kwargs)
+
+    def save_intervention(self, save_directory: str, **kwargs: Any) -> None:
+        from .serialization import save_intervention
+
+        save_intervention(self, save_directory, **kwargs)
+
+    def load_intervention(self, load_directory: str, **kwargs: Any) -> None:
+        from .serialization import load_intervention
+
+        load_intervention(self, load_directory, **kwargs)
+
     # -- training helpers --------------------------------------------------------------------
     def _unique_interventions(self) -> list[nn.Module]:
         seen: dict[int, nn.Module] = {}
