@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import types
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -20,6 +21,7 @@ from .families import is_module_path, resolve_site
 from .interventions.basic import LambdaIntervention
 
 
+@dataclass
 class IntervenableModelOutput(ModelOutput):
     """``return_dict=True`` result of a call."""
 

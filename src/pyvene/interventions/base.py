@@ -9,6 +9,7 @@ checks concrete classes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -51,6 +52,7 @@ def get_intervention_class(name: str | type) -> type:
     return _REGISTRY[short]
 
 
+@dataclass
 class InterventionOutput(ModelOutput):
     """An intervention may return this instead of a tensor; the engine uses ``.output``."""
 
@@ -118,6 +120,15 @@ class Intervention(nn.Module):
         if index == 0:
             return self
         raise IndexError(f"intervention index {index}: only [0] is supported (old tuple form)")
+
+    def swap(
+        self, base: torch.Tensor, source: torch.Tensor | None, mode: str, subspaces: Any
+    ) -> torch.Tensor:
+        """The swap primitive with this intervention's interchange_dim, partition, use_fast."""
+        return swap(
+            base, source, mode, self.interchange_dim, subspaces, self.subspace_partition,
+            self.use_fast,
+        )  # fmt: skip
 
     def constant_source(self) -> torch.Tensor | None:
         return getattr(self, "source_representation", None)
@@ -252,7 +263,29 @@ def _do_intervention_by_swap(
 ) -> torch.Tensor:
     """Interchange / add / subtract the source into the base on chosen dims (out of place), or
     return the chosen dims ('collect'). Dims: per-example ``subspaces`` if given, else the
-    first ``interchange_dim`` features, else all."""
+    first ``interchange_dim`` features, else all. ``subspace_partition`` is the raw form
+    (``[[0, 2], [2, 4]]`` ranges or explicit index lists)."""
+    return swap(
+        base,
+        source,
+        mode,
+        interchange_dim,
+        subspaces,
+        expand_partition(subspace_partition),
+        use_fast,
+    )
+
+
+def swap(
+    base: torch.Tensor,
+    source: torch.Tensor | None,
+    mode: str,
+    interchange_dim: Any,
+    subspaces: Any,
+    partition: list[list[int]] | None,
+    use_fast: bool = False,
+) -> torch.Tensor:
+    """:func:`_do_intervention_by_swap` with an already expanded partition."""
     modes = ("interchange", "add", "subtract", "collect")
     if mode not in modes:
         raise ConfigError(choices_message("swap mode", mode, modes))
@@ -263,7 +296,6 @@ def _do_intervention_by_swap(
         raise ConfigError(f"{mode} needs a source; got None")
     else:
         source = broadcast_source(source, base)
-    partition = expand_partition(subspace_partition)
     dims = subspace_dims(subspaces, partition, base.shape[0])
     if dims is not None and use_fast:
         dims = [dims[0]] * base.shape[0]

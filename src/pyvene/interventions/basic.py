@@ -13,8 +13,8 @@ from .base import (
     ConstantSourceIntervention,
     Intervention,
     LocalistRepresentationIntervention,
-    _do_intervention_by_swap,
     register,
+    swap,
 )
 
 
@@ -27,15 +27,7 @@ class _SwapMixin:
         constant = self.constant_source()
         if constant is not None:
             source = constant
-        return _do_intervention_by_swap(
-            base,
-            source,
-            self.swap_mode,
-            self.interchange_dim,
-            subspaces,
-            subspace_partition=self.subspace_partition,
-            use_fast=self.use_fast,
-        )
+        return self.swap(base, source, self.swap_mode, subspaces)
 
 
 @register()
@@ -66,15 +58,7 @@ class ZeroIntervention(LocalistRepresentationIntervention, ConstantSourceInterve
     """Set the chosen dims to zero (knockout); needs no source."""
 
     def forward(self, base, source=None, subspaces=None, **kwargs):
-        return _do_intervention_by_swap(
-            base,
-            torch.zeros_like(base),
-            "interchange",
-            self.interchange_dim,
-            subspaces,
-            subspace_partition=self.subspace_partition,
-            use_fast=self.use_fast,
-        )
+        return self.swap(base, torch.zeros_like(base), "interchange", subspaces)
 
 
 @register()
@@ -85,15 +69,7 @@ class CollectIntervention(ConstantSourceIntervention):
     is_repr_distributed = False
 
     def forward(self, base, source=None, subspaces=None, **kwargs):
-        return _do_intervention_by_swap(
-            base,
-            None,
-            "collect",
-            None,
-            subspaces,
-            subspace_partition=self.subspace_partition,
-            use_fast=self.use_fast,
-        )
+        return swap(base, None, "collect", None, subspaces, self.subspace_partition, self.use_fast)
 
 
 @register()
@@ -104,15 +80,7 @@ class SkipIntervention(LocalistRepresentationIntervention, BasisAgnosticInterven
     source_from_input = True
 
     def forward(self, base, source=None, subspaces=None, **kwargs):
-        return _do_intervention_by_swap(
-            base,
-            source,
-            "interchange",
-            self.interchange_dim,
-            subspaces,
-            subspace_partition=self.subspace_partition,
-            use_fast=self.use_fast,
-        )
+        return self.swap(base, source, "interchange", subspaces)
 
 
 ROME_GPT2_XL_NOISE = 0.13462981581687927  # 3 x std of GPT-2 XL token embeddings (ROME)
@@ -139,9 +107,7 @@ class NoiseIntervention(LocalistRepresentationIntervention, ConstantSourceInterv
         noised = base + (noise * self.noise_level).to(base.dtype)
         if subspaces is None and self.interchange_dim in (None, base.shape[-1]):
             return noised
-        return _do_intervention_by_swap(
-            base, noised, "interchange", self.interchange_dim, subspaces, self.subspace_partition
-        )
+        return self.swap(base, noised, "interchange", subspaces)
 
 
 def embedding_noise_level(model: torch.nn.Module, multiple: float = 3.0) -> float:
