@@ -79,7 +79,7 @@ def test_batch_location_broadcast_and_per_example(gpt2, llama):
         pvm = pv.IntervenableModel({"layer": 0, "component": "block_output"}, model)
         _, out = pvm(base, [source], {"sources->base": ([[[1]]], [[[2]]])})  # batch-1 lists
         torch.testing.assert_close(
-            out.logits, patched_logits(model, layer0, lambda x: _put(x, 2, src_h[:, 1]), base)
+            out.logits, patched_logits(model, layer0, lambda x, h=src_h: _put(x, 2, h[:, 1]), base)
         )
 
 

@@ -20,5 +20,9 @@ from .intervenable import IntervenableModel as IntervenableModel
 from .intervenable import IntervenableModelOutput as IntervenableModelOutput
 from .interventions import *  # noqa: F403
 from .locations import GET_LOC as GET_LOC
+from .zoo import create_gpt2 as create_gpt2
+from .zoo import create_gpt2_lm as create_gpt2_lm
+from .zoo import create_llama as create_llama
+from .zoo import load_smollm2 as load_smollm2
 
 __version__ = "0.2.0"
