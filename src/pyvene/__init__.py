@@ -4,6 +4,10 @@
 with a base input, sources and ``unit_locations``. See README.md.
 """
 
+from .causal_datasets import (
+    hierarchical_equality_causal_model as hierarchical_equality_causal_model,
+)
+from .causal_model import CausalModel as CausalModel
 from .config import IntervenableConfig as IntervenableConfig
 from .config import RepresentationConfig as RepresentationConfig
 from .errors import ConfigError as ConfigError

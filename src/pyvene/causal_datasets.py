@@ -309,43 +309,51 @@ def hierarchical_equality_causal_model(
         )
     d = embedding_dim
     grid = [round(i / 100 - 1.0, 2) for i in range(201)]  # [-1, 1] in steps of 0.01
-    pairs = [(a, b) for a in grid for b in grid]  # decode two grid digits at once
+    pairs = [(a, b) for a in grid for b in grid]  # decode two grid digits per divmod
 
-    def entity(code: int) -> tuple[float, ...]:
-        out: tuple[float, ...] = ()
-        for _ in range(d // 2):
+    def entities(rng: random.Random, k: int) -> list[tuple[float, ...]]:
+        """``k`` uniform entities from one random integer (base-201 digits)."""
+        code, flat = rng.randrange(201 ** (k * d)), ()
+        for _ in range(k * d // 2):
             code, r = divmod(code, 40401)
-            out += pairs[r]
-        return out + (grid[code],) if d % 2 else out
+            flat += pairs[r]
+        flat += (grid[code],) if k * d % 2 else ()
+        return [flat[i * d : (i + 1) * d] for i in range(k)]
 
-    pool_rng = random.Random(seed)
-    pool = [entity(c) for c in pool_rng.sample(range(201**d), n_entities)]
+    pool_rng, pool = random.Random(seed), []
+    while len(pool) < n_entities:
+        e = entities(pool_rng, 1)[0]
+        pool += [] if e in pool else [e]
     values: dict[str, list[Any]] = {v: pool for v in "WXYZ"}
     values.update({"WX": [True, False], "YZ": [True, False], "O": [True, False]})
     parents = {v: [] for v in "WXYZ"} | {"WX": ["W", "X"], "YZ": ["Y", "Z"], "O": ["WX", "YZ"]}
     functions: dict[str, Callable[..., Any]] = {v: (lambda: pool[0]) for v in "WXYZ"}
     functions["WX"] = functions["YZ"] = functions["O"] = lambda a, b: a == b
-    pos = {"W": (0, 0), "X": (1, 0), "Y": (2, 0), "Z": (3, 0), "WX": (0.5, 1), "YZ": (2.5, 1)}
-    model = CausalModel(
-        list(parents), values, parents, functions, pos=pos | {"O": (1.5, 2)}, seed=seed
-    )
-    key = {"WX": lambda c: c[0], "YZ": lambda c: c[1], "O": lambda c: c[0] == c[1]}
+    pos = {"W": (0, 0), "X": (1, 0), "Y": (2, 0), "Z": (3, 0)}
+    pos |= {"WX": (0.5, 1), "YZ": (2.5, 1), "O": (1.5, 2)}
+    model = CausalModel(list(parents), values, parents, functions, pos=pos, seed=seed)
+    patterns = {
+        c: tuple("ABCD".index(x) for x in p) for c, p in HIERARCHICAL_EQUALITY_CASES.items()
+    }
+    rule = {"WX": lambda c: c[0], "YZ": lambda c: c[1], "O": lambda c: c[0] == c[1]}
 
     def sampler(output_var: str | None = None, output_var_value: Any = None) -> Setting:
         """A balanced hierarchical-equality input with fresh distinct entities."""
-        cases = list(HIERARCHICAL_EQUALITY_CASES)
         if output_var is not None:
             model.check_names([output_var])
-            if output_var in key and output_var_value is not None:
-                cases = [c for c in cases if key[output_var](c) == output_var_value]
-        pattern = HIERARCHICAL_EQUALITY_CASES[model.rng.choice(cases)]
+        cases = list(patterns)  # (W==X, Y==Z) cases allowed by the request
+        if output_var in rule and output_var_value is not None:
+            if output_var_value not in (True, False):
+                raise CausalModelError(f"{output_var} is True or False, got {output_var_value!r}")
+            cases = [c for c in cases if rule[output_var](c) == output_var_value]
+        fixed = output_var in ("W", "X", "Y", "Z") and output_var_value is not None
+        p = patterns[model.rng.choice(cases)]
         while True:
-            ents = dict(zip("ABCD", map(entity, model.rng.sample(range(201**d), 4))))
-            if output_var in ("W", "X", "Y", "Z") and output_var_value is not None:
-                ents[pattern["WXYZ".index(output_var)]] = tuple(output_var_value)
-                if len(set(ents.values())) < 4:  # keep the case's (in)equalities
-                    continue
-            return {v: ents[c] for v, c in zip("WXYZ", pattern)}
+            ents = entities(model.rng, 4)
+            if fixed:
+                ents[p["WXYZ".index(output_var)]] = tuple(output_var_value)
+            if len(set(ents)) == 4:  # distinct, so the case's (in)equalities hold
+                return {"W": ents[p[0]], "X": ents[p[1]], "Y": ents[p[2]], "Z": ents[p[3]]}
 
     return model, sampler
 

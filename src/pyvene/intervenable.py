@@ -106,7 +106,7 @@ class IntervenableModel(nn.Module):
         config: Any,
         model: nn.Module,
         batch_sources: bool | str = "auto",
-        one_pass_max_tokens: int = 256,
+        one_pass_max_tokens: int = 48,
         **kwargs: Any,
     ) -> None:
         super().__init__()

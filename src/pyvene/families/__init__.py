@@ -11,10 +11,21 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..errors import LayerOutOfRangeError, UnknownComponentError, choices_message, closest
-from .base import Component, Family
+from ..errors import LayerOutOfRangeError, UnknownComponentError, closest
+from .base import Component, Family, sub_config
+from .blip import BLIP
+from .encoders import BERT, ESM
 from .gpt2 import GPT2
+from .gpt_neo import GPT_NEO
+from .gpt_neox import GPT_NEOX
 from .llama import LLAMA
+from .llava import LLAVA
+from .mamba import MAMBA
+from .mixtral import MIXTRAL
+from .opt import OPT
+from .phi import PHI, PHI3
+from .research import GRU, MLP
+from .whisper import WHISPER
 
 FAMILIES: dict[str, Family] = {}
 
@@ -26,7 +37,10 @@ def register_family(family: Family) -> Family:
     return family
 
 
-for _family in (GPT2, LLAMA):
+for _family in (
+    GPT2, LLAMA, GPT_NEO, GPT_NEOX, MIXTRAL, PHI, PHI3, OPT, BERT, ESM, MAMBA, BLIP, LLAVA,
+    WHISPER, MLP, GRU,
+):  # fmt: skip
     register_family(_family)
 
 
@@ -92,6 +106,37 @@ def _resolve_path(model: nn.Module, component: str) -> HookSite:
     raise UnknownComponentError(f"module path {path!r} does not exist in the model.{hint}")
 
 
+def _find_root(base: nn.Module, roots: tuple[str, ...], family: Family, component: str) -> str:
+    """The first candidate root module that exists in ``base`` ("" = the base model)."""
+    if not roots:
+        return ""
+    for root in roots:
+        try:
+            base.get_submodule(root)
+        except AttributeError:
+            continue
+        return root
+    raise UnknownComponentError(
+        f"{component!r} of the {family.name} table lives under "
+        f"{' or '.join(map(repr, roots))}, which {type(base).__name__} does not have"
+    )
+
+
+def missing_component_message(model: nn.Module, family: Family, component: str) -> str:
+    """'mamba models have no component 'attention_output'. Their components: ...'."""
+    model_type = getattr(getattr(model, "config", None), "model_type", family.name)
+    names = sorted(family.components)
+    near = closest(component, names)
+    kind = model_type if model_type == family.name else f"{model_type} ({family.name} table)"
+    msg = f"{kind} models have no component {component!r}. Their components: {', '.join(names)}."
+    note = family.notes.get(component)
+    if note:
+        msg += f" {note}."
+    elif near:
+        msg += f" Did you mean {' or '.join(repr(n) for n in near)}?"
+    return msg + " Any module also works by path: '<module path>.input' or '.output'."
+
+
 def resolve_site(model: nn.Module, layer: int, component: str) -> HookSite:
     """Resolve an abstract component (via the family table) or a module path."""
     family = family_of(model)
@@ -105,21 +150,27 @@ def resolve_site(model: nn.Module, layer: int, component: str) -> HookSite:
                 f"(tables: {', '.join(sorted(FAMILIES))}). Use a module path such as "
                 "'encoder.layer.3.output.output' (module path + '.input' or '.output')."
             )
-        raise UnknownComponentError(
-            choices_message(f"component of {family.name} models", component, family.components)
-            + " A module path ending in '.input'/'.output' also works."
-        )
+        raise UnknownComponentError(missing_component_message(model, family, component))
     spec: Component = family.components[component]
-    config = model.config
-    n_layers = family.num_layers(config)
+    config = sub_config(model.config, family.component_config_path(component))
+    n_layers = family.layers_of(component, model.config)
     if not isinstance(layer, int) or not 0 <= layer < n_layers:
         raise LayerOutOfRangeError(
             f"layer {layer!r} is out of range for {component!r}: this model has {n_layers} "
             f"layers (0..{n_layers - 1})"
         )
     base, prefix = base_model_of(model)
+    root = _find_root(base, family.component_root(component), family, component)
     path = spec.path.format(layer=layer)
-    module = base.get_submodule(path)
+    if root:
+        path = f"{root}.{path}"
+    try:
+        module = base.get_submodule(path)
+    except AttributeError as err:
+        raise UnknownComponentError(
+            f"{component!r} of the {family.name} table names module {path!r}, which "
+            f"{type(model).__name__} does not have ({err})"
+        ) from None
     full = f"{prefix}.{path}" if prefix else path
     part = spec.part(config) if spec.part else None
     heads = spec.heads(config) if spec.heads else None

@@ -6,7 +6,7 @@ because paths are relative to ``model.base_model``."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 ConfigFn = Callable[[Any], int]
@@ -28,6 +28,14 @@ class Component:
     part: Callable[[Any], tuple[int, int]] | None = None
     heads: ConfigFn | None = None
     doc: str = ""
+    # Multi-tower models (llava, blip, whisper): where this component lives and which
+    # sub-config its dims come from. None = the family's default (``Family.root`` /
+    # ``Family.config_path``). ``root`` lists candidate module paths under the base model,
+    # the first that exists wins (BlipModel names its text tower ``text_model``,
+    # BlipForQuestionAnswering ``text_encoder``); ``num_layers`` overrides the family's.
+    root: tuple[str, ...] | None = None
+    config_path: str | None = None
+    num_layers: ConfigFn | None = None
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,25 @@ class Family:
     components: dict[str, Component]
     layers_path: str = "layers"
     notes: dict[str, str] = field(default_factory=dict)
+    # Default for every component (see Component.root / Component.config_path): llava's
+    # language model lives at ``language_model`` and reads its dims from ``text_config``.
+    root: tuple[str, ...] = ()
+    config_path: str = ""
+    doc: str = ""
+
+    def component_root(self, name: str) -> tuple[str, ...]:
+        spec = self.components[name]
+        return self.root if spec.root is None else spec.root
+
+    def component_config_path(self, name: str) -> str:
+        spec = self.components[name]
+        return self.config_path if spec.config_path is None else spec.config_path
+
+    def layers_of(self, name: str, config: Any) -> int:
+        """Number of layers ``name`` can be asked for (on the full model config)."""
+        spec = self.components[name]
+        sub = sub_config(config, self.component_config_path(name))
+        return (spec.num_layers or self.num_layers)(sub)
 
 
 def attr(*names: str) -> ConfigFn:
@@ -76,3 +103,31 @@ def head_dim(config: Any) -> int:
 def third(index: int, width: ConfigFn) -> Callable[[Any], tuple[int, int]]:
     """Slice ``index`` of three equal parts of a fused QKV output of per-part ``width``."""
     return lambda c: (index * width(c), (index + 1) * width(c))
+
+
+def sub_config(config: Any, path: str) -> Any:
+    """``config.text_config`` for ``path="text_config"``; the config itself for ``""``."""
+    for name in filter(None, path.split(".")):
+        config = getattr(config, name)
+    return config
+
+
+def tower(
+    components: dict[str, Component],
+    root: tuple[str, ...] | str,
+    config_path: str = "",
+    prefix: str = "",
+    num_layers: ConfigFn | None = None,
+) -> dict[str, Component]:
+    """The same table placed under another module (``root``, candidates tried in order) with
+    dims from a sub-config; names get ``prefix`` (``"vision."`` -> ``"vision.block_output"``)."""
+    roots = (root,) if isinstance(root, str) else tuple(root)
+    return {
+        prefix + name: replace(c, root=roots, config_path=config_path, num_layers=num_layers)
+        for name, c in components.items()
+    }
+
+
+def split(start: ConfigFn, width: ConfigFn) -> Callable[[Any], tuple[int, int]]:
+    """The ``[start, start + width)`` slice of a fused output (unequal parts: phi3's Q|K|V)."""
+    return lambda c: (start(c), start(c) + width(c))

@@ -1,5 +1,11 @@
-"""Intervention classes: the contract and registry (base), parameter-free ones (basic)."""
+"""Intervention classes: the contract and registry (base), parameter-free ones (basic),
+rotations / DAS (rotation), masks, autoencoders and LoRA."""
 
+from .autoencoder import AutoencoderIntervention as AutoencoderIntervention
+from .autoencoder import AutoencoderLayer as AutoencoderLayer
+from .autoencoder import (
+    JumpReLUAutoencoderIntervention as JumpReLUAutoencoderIntervention,
+)
 from .base import (
     BasisAgnosticIntervention as BasisAgnosticIntervention,
 )
@@ -32,6 +38,20 @@ from .basic import SubtractionIntervention as SubtractionIntervention
 from .basic import VanillaIntervention as VanillaIntervention
 from .basic import ZeroIntervention as ZeroIntervention
 from .basic import embedding_noise_level as embedding_noise_level
+from .lora import LoRAIntervention as LoRAIntervention
+from .masks import SigmoidMaskIntervention as SigmoidMaskIntervention
+from .rotation import (
+    BoundlessRotatedSpaceIntervention as BoundlessRotatedSpaceIntervention,
+)
+from .rotation import (
+    LowRankRotatedSpaceIntervention as LowRankRotatedSpaceIntervention,
+)
+from .rotation import PCARotatedSpaceIntervention as PCARotatedSpaceIntervention
+from .rotation import RotatedSpaceIntervention as RotatedSpaceIntervention
+from .rotation import RotateLayer as RotateLayer
+from .rotation import (
+    SigmoidMaskRotatedSpaceIntervention as SigmoidMaskRotatedSpaceIntervention,
+)
 
 __all__ = [
     "BasisAgnosticIntervention",
@@ -56,4 +76,15 @@ __all__ = [
     "VanillaIntervention",
     "ZeroIntervention",
     "embedding_noise_level",
+    "AutoencoderIntervention",
+    "AutoencoderLayer",
+    "JumpReLUAutoencoderIntervention",
+    "LoRAIntervention",
+    "SigmoidMaskIntervention",
+    "BoundlessRotatedSpaceIntervention",
+    "LowRankRotatedSpaceIntervention",
+    "PCARotatedSpaceIntervention",
+    "RotatedSpaceIntervention",
+    "RotateLayer",
+    "SigmoidMaskRotatedSpaceIntervention",
 ]
