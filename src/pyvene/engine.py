@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import PyveneError
+from .errors import DimensionMismatchError, PyveneError
 from .families import HookSite
 from .gather import Units, gather, scatter
 from .hooks import HookSession, StopForward
@@ -95,6 +95,14 @@ def apply_intervention(
     shape = base.shape
     if flatten:
         base, source = (_flatten(t) for t in (base, source))
+        expected = getattr(intervention, "embed_dim", None)
+        if expected is not None and base.shape[-1] != expected:
+            raise DimensionMismatchError(
+                f"{type(intervention).__name__} expects vectors of width {expected} "
+                f"(component width x max_number_of_units), but the selected units flatten to "
+                f"{base.shape[-1]} (shape {tuple(shape)}); set max_number_of_units to the number "
+                "of units you select, or pass keep_last_dim=True to act per unit"
+            )
     constant = getattr(intervention, "is_source_constant", False) or getattr(
         intervention, "is_collect", False
     )

@@ -168,6 +168,20 @@ class IntervenableModel(nn.Module):
     def sorted_keys(self) -> list[str]:
         return [s.key for s in self._slots]
 
+    # original-API attributes that tests and tutorials read
+    is_model_stateless = True
+
+    @property
+    def _intervention_group(self) -> dict[int, list[str]]:
+        groups: dict[int, list[str]] = {}
+        for s in self._slots:
+            groups.setdefault(s.group, []).append(s.key)
+        return groups
+
+    @property
+    def return_collect_activations(self) -> bool:
+        return any(getattr(s.intervention, "is_collect", False) for s in self._slots)
+
     @property
     def model_config(self) -> Any:
         return getattr(self.model, "config", None)
