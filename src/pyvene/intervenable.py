@@ -115,7 +115,9 @@ class IntervenableModel(nn.Module):
         self.config = config
         self.mode = config.mode
         self.model = model
-        self.batch_sources = batch_sources
+        # rows of one batch must not interact for source and base to share it (BatchNorm does)
+        coupled = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+        self.batch_sources = False if coupled else batch_sources
         self.one_pass_max_tokens = one_pass_max_tokens
         self.use_fast = bool(kwargs.get("use_fast", False))
         self.as_adaptor = bool(kwargs.get("as_adaptor", False))
