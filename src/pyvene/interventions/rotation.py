@@ -56,11 +56,13 @@ class RotateLayer(nn.Module):
         return x.to(self.weight.dtype) @ self.weight
 
     def _apply(self, fn: Any, recurse: bool = True) -> RotateLayer:
-        out = super()._apply(fn, recurse)
-        for p in self.parameters():  # device moves pass, half casts are undone
-            if p.dtype in _HALF:
-                p.data = p.data.float()
-        return out
+        def keep_float32(t: torch.Tensor) -> torch.Tensor:
+            out = fn(t)  # device moves pass; a half cast of a float32 tensor is refused
+            if out.dtype in _HALF and t.dtype == torch.float32:
+                return t.to(out.device)
+            return out
+
+        return super()._apply(keep_float32, recurse)
 
 
 def orthogonal_rotation(n: int, m: int | None = None) -> nn.Module:
