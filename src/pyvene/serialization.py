@@ -1,0 +1,393 @@
+"""Save and load interventions: a folder (or hub repo) with ``config.json`` and
+``interventions.safetensors``. Never pickle; loading never imports a module named by a file.
+
+``config.json`` (format 1)::
+
+    {"format": "pyvene.interventions", "format_version": 1, "mode": "parallel",
+     "model": {"model_type": "gpt2", "hidden_size": 768, "num_layers": 12, ...},
+     "representations": [{RepresentationConfig fields, JSON only}, ...],
+     "interventions": [{"key": ..., "type": <registered name>, "kwargs": {...},
+                        "embed_dim": ..., "interchange_dim": ..., "linked_to": null}, ...]}
+
+``interventions.safetensors`` holds ``"{key}/{state_dict name}"`` for every intervention
+(parameters and buffers, e.g. a constant ``source_representation``; a linked intervention
+once, under its first key). Every problem -- missing or truncated file, unknown intervention
+name, newer format, another architecture -- raises SerializationError before anything (the
+model included) is changed. Folders of the original pyvene (``intkey_*.bin``) are read by
+:mod:`pyvene.legacy`. ``save_intervention``/``load_intervention``: trainable weights only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from .config import IntervenableConfig, RepresentationConfig
+from .errors import PyveneError, SerializationError, choices_message
+from .hub import push_folder, resolve_directory
+from .interventions.base import registered_interventions
+
+if TYPE_CHECKING:
+    from .intervenable import IntervenableModel
+
+FORMAT = "pyvene.interventions"
+TRAINABLE_FORMAT = "pyvene.trainable"
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "interventions.safetensors"
+TRAINABLE_NAME = "trainable_interventions.safetensors"
+MODEL_NAME = "model.safetensors"
+_REP_SKIP = ("intervention_type", "intervention", "source_representation")
+
+
+# ----------------------------------------------------------------------------- fingerprint
+def model_fingerprint(model: nn.Module) -> dict[str, Any]:
+    """What a saved folder records about the model it was made for."""
+    config = getattr(model, "config", None)
+    out: dict[str, Any] = {"model_class": type(model).__name__}
+    if config is None:
+        out["n_parameters"] = sum(p.numel() for p in model.parameters())
+        return out
+    out["model_type"] = getattr(config, "model_type", None)
+    for name, attrs in (
+        ("hidden_size", ("hidden_size", "n_embd", "d_model")),
+        ("num_layers", ("num_hidden_layers", "n_layer", "num_layers")),
+        ("num_attention_heads", ("num_attention_heads", "n_head")),
+    ):
+        out[name] = next((getattr(config, a) for a in attrs if getattr(config, a, None)), None)
+    return out
+
+
+def check_fingerprint(saved: dict[str, Any] | None, model: nn.Module) -> None:
+    if not saved:
+        return
+    now = model_fingerprint(model)
+    names = ("model_type", "hidden_size", "num_layers", "num_attention_heads", "n_parameters")
+    diffs = [
+        f"{n}: saved {saved[n]!r}, this model {now[n]!r}"
+        for n in names
+        if saved.get(n) is not None and now.get(n) is not None and saved[n] != now[n]
+    ]
+    if diffs:
+        raise SerializationError(
+            f"these interventions were made for another model ({saved.get('model_class')}); "
+            + "; ".join(diffs)
+            + ". Load them onto the architecture they were trained on."
+        )
+
+
+# ------------------------------------------------------------------------------------ save
+def save(
+    pvm: IntervenableModel,
+    save_directory: str | os.PathLike,
+    save_to_hf_hub: bool = False,
+    hf_repo_name: str | None = None,
+    include_model: bool = False,
+    private: bool = False,
+    token: str | bool | None = None,
+) -> None:
+    """Write ``config.json`` + ``interventions.safetensors`` (+ ``model.safetensors`` with the
+    model weights that require grad when ``include_model``); optionally upload to the hub."""
+    entries, tensors = describe(pvm)
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "pyvene_version": _version(),
+        "mode": pvm.mode,
+        "model": model_fingerprint(pvm.model),
+        "representations": [_rep_json(pvm.representations[e["key"]]) for e in entries],
+        "interventions": entries,
+        "sorted_keys": [e["key"] for e in entries],
+    }
+    directory = Path(save_directory).expanduser()
+    directory.mkdir(parents=True, exist_ok=True)
+    _write_tensors(directory / WEIGHTS_NAME, tensors, FORMAT)
+    if include_model:
+        _write_tensors(directory / MODEL_NAME, _model_grad_weights(pvm.model), FORMAT)
+    _atomic_write(directory / CONFIG_NAME, json.dumps(config, indent=2).encode())
+    if save_to_hf_hub:
+        repo = hf_repo_name or directory.name
+        push_folder(directory, repo, private=private, token=token)
+
+
+def push_to_hub(pvm: IntervenableModel, repo_id: str, **kwargs: Any) -> None:
+    """Save into a temporary folder and upload it to ``repo_id``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        save(pvm, tmp, save_to_hf_hub=True, hf_repo_name=repo_id, **kwargs)
+
+
+def describe(pvm: IntervenableModel) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
+    """Config entries and tensors of every intervention; checks now that each can be rebuilt
+    from them, so a folder that saves is a folder that loads."""
+    entries: list[dict[str, Any]] = []
+    tensors: dict[str, torch.Tensor] = {}
+    first_key: dict[int, str] = {}
+    for slot in pvm._slots:
+        key, inter = slot.key, slot.intervention
+        name = getattr(type(inter), "registered_name", None)
+        if registered_interventions().get(name) is not type(inter):
+            raise SerializationError(
+                f"{key}: {type(inter).__name__} is not a registered intervention, so a saved "
+                "config could not name it. Decorate the class with @pyvene.register() (plain "
+                "functions / LambdaIntervention cannot be saved; write a small class)."
+            )
+        entry = {
+            "key": key,
+            "type": name,
+            "kwargs": dict(getattr(inter, "init_kwargs", {})),
+            "embed_dim": getattr(inter, "embed_dim", None),
+            "interchange_dim": _plain(getattr(inter, "interchange_dim", None)),
+            "use_fast": bool(getattr(inter, "use_fast", False)),
+            "is_source_constant": bool(getattr(inter, "is_source_constant", False)),
+            "linked_to": first_key.get(id(inter)),
+        }
+        entries.append(entry)
+        if entry["linked_to"] is not None:
+            continue
+        first_key[id(inter)] = key
+        state = {k: v.detach().cpu().contiguous().clone() for k, v in inter.state_dict().items()}
+        try:
+            rebuild(entry, pvm.representations[key], state)
+        except SerializationError as err:
+            raise SerializationError(f"{key} cannot be saved: {err}") from err
+        tensors.update({f"{key}/{k}": v for k, v in state.items()})
+    return entries, tensors
+
+
+def _rep_json(rep: RepresentationConfig) -> dict[str, Any]:
+    out = rep.to_json_dict()
+    for f in _REP_SKIP:
+        out[f] = None
+    if rep.source_representation is not None:
+        out["hidden_source_representation"] = True
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _model_grad_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {
+        n: p.detach().cpu().contiguous().clone()
+        for n, p in model.named_parameters()
+        if p.requires_grad
+    }
+
+
+def _write_tensors(path: Path, tensors: dict[str, torch.Tensor], fmt: str) -> None:
+    from safetensors.torch import save
+
+    meta = {"format": fmt, "format_version": str(FORMAT_VERSION)}
+    _atomic_write(path, save(tensors, metadata=meta))
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------ load
+def load(
+    load_directory: str | os.PathLike,
+    model: nn.Module,
+    local_directory: str | os.PathLike | None = None,
+    from_huggingface_hub: bool = False,
+    include_model: bool = False,
+    **hub_kwargs: Any,
+) -> IntervenableModel:
+    """A new IntervenableModel on ``model`` from a folder or hub repo (``hub_kwargs``:
+    ``cache_dir``, ``revision``, ``token``, ``local_files_only``)."""
+    from .intervenable import IntervenableModel
+
+    directory = resolve_directory(
+        load_directory, from_huggingface_hub, local_directory, **hub_kwargs
+    )
+    data = read_config(directory)
+    if "format_version" not in data and "intervention_types" in data:
+        from .legacy import read_legacy
+
+        config = read_legacy(directory, data, model)
+    else:
+        config = _read_current(directory, data, model)
+    model_weights = None
+    if include_model and (directory / MODEL_NAME).is_file():
+        model_weights = read_tensors(directory / MODEL_NAME)
+        _check_model_weights(model, model_weights)
+    pvm = IntervenableModel(config, model)  # the first change to anything: all checks passed
+    if model_weights:
+        model.load_state_dict(model_weights, strict=False)
+    pvm.set_device(pvm.get_device(), set_model=False)
+    return pvm
+
+
+def read_config(directory: Path) -> dict[str, Any]:
+    path = directory / CONFIG_NAME
+    if not path.is_file():
+        hint = ""
+        if (directory / TRAINABLE_NAME).is_file():
+            hint = " It holds trainable weights only (save_intervention): use load_intervention."
+        raise SerializationError(f"no {CONFIG_NAME} in {str(directory)!r}.{hint}")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise SerializationError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise SerializationError(f"{path} must hold a JSON object")
+    version = data.get("format_version")
+    if version is not None:
+        if data.get("format") != FORMAT:
+            raise SerializationError(f"{path}: format {data.get('format')!r} is not {FORMAT!r}")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise SerializationError(
+                f"{path} has format version {version!r}; this pyvene reads versions up to "
+                f"{FORMAT_VERSION}. Upgrade pyvene to load it."
+            )
+    return data
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise SerializationError(f"missing weights file {str(path)!r}")
+    from safetensors.torch import load as st_load
+
+    try:
+        return st_load(path.read_bytes())
+    except Exception as err:
+        raise SerializationError(
+            f"{str(path)!r} is not a readable safetensors file (truncated or corrupt?): {err}"
+        ) from err
+
+
+def _read_current(directory: Path, data: dict[str, Any], model: nn.Module) -> IntervenableConfig:
+    check_fingerprint(data.get("model"), model)
+    entries, reps = data.get("interventions"), data.get("representations")
+    if not isinstance(entries, list) or not isinstance(reps, list) or len(entries) != len(reps):
+        raise SerializationError(f"{directory / CONFIG_NAME}: malformed interventions list")
+    tensors = read_tensors(directory / WEIGHTS_NAME)
+    by_key: dict[str, nn.Module] = {}
+    out_reps = []
+    for entry, rep_data in zip(entries, reps):
+        rep = _rep_from_json(rep_data)
+        key = entry.get("key")
+        if entry.get("linked_to") is not None:
+            if entry["linked_to"] not in by_key:
+                raise SerializationError(f"{key}: linked to unknown key {entry['linked_to']!r}")
+            inter = by_key[entry["linked_to"]]
+        else:
+            _check_width(model, rep, entry)
+            prefix = f"{key}/"
+            state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            inter = rebuild(entry, rep, state)
+        by_key[key] = inter
+        out_reps.append(rep._replace(intervention=inter))
+    return IntervenableConfig(out_reps, mode=data.get("mode", "parallel"))
+
+
+def _rep_from_json(rep_data: Any) -> RepresentationConfig:
+    if not isinstance(rep_data, dict):
+        raise SerializationError(f"a saved representation must be a JSON object: {rep_data!r}")
+    fields = {k: v for k, v in rep_data.items() if k not in _REP_SKIP}
+    try:
+        return RepresentationConfig(**fields)
+    except (TypeError, PyveneError) as err:
+        raise SerializationError(f"saved representation {rep_data!r} is invalid: {err}") from err
+
+
+def _check_width(model: nn.Module, rep: RepresentationConfig, entry: dict[str, Any]) -> None:
+    from .families import resolve_site
+
+    try:
+        site = resolve_site(model, rep.layer, rep.component)
+    except PyveneError as err:
+        raise SerializationError(f"{entry.get('key')}: {err}") from err
+    want = None if site.dim is None else site.dim * rep.max_number_of_units
+    have = entry.get("embed_dim")
+    if want is not None and have is not None and want != have:
+        raise SerializationError(
+            f"{entry.get('key')}: saved for a width of {have}, but {rep.component} of layer "
+            f"{rep.layer} has width {want} in this model (another architecture?)"
+        )
+
+
+def intervention_class(name: Any) -> type:
+    """The registered class called ``name`` (exact registered name; nothing is imported)."""
+    registry = registered_interventions()
+    if not isinstance(name, str) or name not in registry:
+        raise SerializationError(
+            choices_message("intervention type", name, sorted(registry))
+            + " Custom classes load by the name they were registered with: import the module "
+            "that defines it (with @pyvene.register()) before loading."
+        )
+    return registry[name]
+
+
+def rebuild(entry: dict[str, Any], rep: RepresentationConfig, state: dict[str, torch.Tensor]):
+    """Construct the intervention from its entry and load ``state`` into it (strict)."""
+    cls = intervention_class(entry.get("type"))
+    kwargs = {k: v for k, v in rep._asdict().items() if k not in _REP_SKIP}
+    kwargs.update(entry.get("kwargs") or {})
+    kwargs.update(embed_dim=entry.get("embed_dim"), use_fast=False)
+    try:
+        inter = cls(**kwargs)
+    except Exception as err:
+        raise SerializationError(
+            f"{cls.__name__}(**{kwargs!r}) failed: {type(err).__name__}: {err}"
+        ) from err
+    load_state(inter, state, entry.get("key"))
+    dim = entry.get("interchange_dim")
+    if _plain(getattr(inter, "interchange_dim", None)) != dim and hasattr(
+        inter, "set_interchange_dim"
+    ):
+        inter.set_interchange_dim(dim)  # only when it was changed after construction
+    inter.use_fast = bool(entry.get("use_fast", False))
+    if entry.get("is_source_constant"):
+        inter.is_source_constant = True
+    return inter
+
+
+def load_state(inter: nn.Module, state: dict[str, torch.Tensor], key: Any) -> None:
+    """Strict load: same names, same shapes; the saved dtype is kept."""
+    if "source_representation" in state and hasattr(inter, "set_source_representation"):
+        inter.set_source_representation(state["source_representation"])
+    own = inter.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    bad = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if missing or extra or bad:
+        raise SerializationError(
+            f"{key}: saved tensors do not fit {type(inter).__name__}: missing {missing}, "
+            f"unexpected {extra}, wrong shape {bad}"
+        )
+    floats = {v.dtype for v in state.values() if v.is_floating_point()}
+    if len(floats) == 1:
+        inter.to(next(iter(floats)))
+    inter.load_state_dict(state, strict=True)
+
+
+def _check_model_weights(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    own = dict(model.named_parameters())
+    bad = [k for k, v in weights.items() if k not in own or own[k].shape != v.shape]
+    if bad:
+        raise SerializationError(f"{MODEL_NAME}: weights that do not fit this model: {bad[:5]}")
+
+
+from .trainable_io import load_intervention as load_intervention  # noqa: E402
+from .trainable_io import save_intervention as save_intervention  # noqa: E402
