@@ -14,6 +14,7 @@ and the sweep falls back to whole-model runs.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -53,6 +54,10 @@ class LayerStack:
         self.head = model.get_output_embeddings() if model is not base else None
         if self.head is None:
             raise ValueError("a layer stack needs a causal LM head")
+        # transformers >= 5.24 names the layer's cache argument ``cache`` (``past_key_values``
+        # before, now deprecated); pass whichever this version's layer declares.
+        params = inspect.signature(type(self.layers[0]).forward).parameters
+        self.cache_arg = "cache" if "cache" in params else "past_key_values"
 
     @property
     def num_layers(self) -> int:
@@ -82,7 +87,7 @@ class LayerStack:
         if self.kind == "gpt2":
             out = layer(hidden, kv, kwargs["attention_mask"])
         else:
-            out = layer(hidden, past_key_values=kv, **kwargs)
+            out = layer(hidden, **{self.cache_arg: kv}, **kwargs)
         return out[0] if isinstance(out, tuple) else out
 
     def logits(self, last_hidden: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,198 @@
+"""Command line: ``pyvene trace`` (ROME causal tracing) and ``pyvene patch`` (a clean/corrupt
+activation-patching sweep). Both run on the bundled SmolLM2 unless ``--model DIR`` names a
+local Hugging Face causal LM folder. User errors print one line and exit with status 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _load(model_dir: str | None) -> tuple[Any, Any]:
+    if model_dir is None:
+        from .zoo import MissingModelPackageError, load_smollm2
+
+        try:
+            return load_smollm2()
+        except MissingModelPackageError as exc:
+            raise CLIError(str(exc)) from None
+    if not os.path.isdir(model_dir):
+        raise CLIError(f"model folder {model_dir!r} does not exist")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CLIError(f"cannot load a causal LM from {model_dir!r}: {first}") from None
+    return model.eval(), tokenizer
+
+
+def _layers(spec: str | None, n_layers: int) -> list[int] | None:
+    if not spec:
+        return None
+    out: list[int] = []
+    try:
+        for part in spec.split(","):
+            if "-" in part.strip()[1:]:
+                a, b = part.split("-", 1)
+                out.extend(range(int(a), int(b) + 1))
+            else:
+                out.append(int(part))
+    except ValueError:
+        raise CLIError(f"--layers {spec!r}: use a list like 0,5,10 or a range like 0-29") from None
+    bad = [x for x in out if not 0 <= x < n_layers]
+    if bad:
+        raise CLIError(f"--layers: {bad} out of range (the model has {n_layers} layers)")
+    return out
+
+
+def format_table(grid: torch.Tensor, rows: Sequence[str], layers: Sequence[int]) -> str:
+    """A ``(layers, rows)`` grid printed with one line per row label and one column per layer."""
+    from .analysis.plots import clean_token
+
+    names = [repr(clean_token(r))[1:-1] for r in rows]
+    width = max(len(n) for n in names)
+    head = " " * width + " |" + "".join(f"{layer:>6d}" for layer in layers)
+    lines = [head, "-" * len(head)]
+    for i, name in enumerate(names):
+        vals = "".join(f"{float(v):6.3f}" for v in grid[:, i])
+        lines.append(f"{name:>{width}} |{vals}")
+    return "\n".join(lines)
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from .analysis.patching import num_layers
+    from .analysis.plots import plot_trace
+    from .analysis.tracing import TraceInputError, causal_trace
+
+    if args.samples < 1:
+        raise CLIError("--samples must be at least 1")
+    model, tokenizer = _load(args.model)
+    kinds = tuple(k.strip() for k in args.kinds.split(","))
+    try:
+        result = causal_trace(
+            model, tokenizer, args.prompt, args.target, args.subject, samples=args.samples,
+            noise=args.noise, seed=args.seed, window=args.window, kinds=kinds,
+            layers=_layers(args.layers, num_layers(model)), progress=not args.no_progress,
+        )  # fmt: skip
+    except TraceInputError as exc:
+        raise CLIError(str(exc)) from None
+    print(
+        f"p({args.target!r}) clean={result.clean_prob:.4f} corrupted={result.corrupted_prob:.4f} "
+        f"subject tokens {result.subject[0]}..{result.subject[1] - 1}, {args.samples} samples"
+    )
+    for kind, grid in result.grids.items():
+        print(f"\n{kind} (restored p per token x layer)")
+        print(format_table(grid, result.tokens, result.layers))
+    out = args.out or "trace.png"
+    plot_trace(result, out)
+    print(f"\nwrote {out}")
+    return 0
+
+
+def _patch(args: argparse.Namespace) -> int:
+    from .analysis.metrics import logit_difference, token_probability
+    from .analysis.patching import num_layers, patching_sweep
+    from .analysis.plots import plot_sweep
+    from .analysis.tracing import TraceInputError, target_token_id
+
+    model, tokenizer = _load(args.model)
+    try:
+        good = target_token_id(tokenizer, args.target)
+        bad = target_token_id(tokenizer, args.foil) if args.foil else None
+    except TraceInputError as exc:
+        raise CLIError(str(exc)) from None
+    clean = tokenizer(args.clean, return_tensors="pt")["input_ids"]
+    corrupt = tokenizer(args.corrupt, return_tensors="pt")["input_ids"]
+    if clean.shape != corrupt.shape:
+        raise CLIError(
+            f"clean and corrupted prompts must have the same number of tokens "
+            f"({clean.shape[1]} vs {corrupt.shape[1]})"
+        )
+    metric = logit_difference(good, bad) if bad is not None else token_probability(good)
+    name = "logit diff" if bad is not None else "p"
+    comps = [c.strip() for c in args.components.split(",")]
+    from .families import components_of
+
+    unknown = [c for c in comps if c not in components_of(model)]
+    if unknown:
+        raise CLIError(f"unknown component(s) {unknown}; choose from {components_of(model)}")
+    result = patching_sweep(
+        model, corrupt, clean, metric, comps, _layers(args.layers, num_layers(model)),
+        progress=not args.no_progress,
+    )  # fmt: skip
+    tokens = tokenizer.convert_ids_to_tokens(corrupt[0].tolist())
+    result.tokens = tokens
+    print(f"{name}: clean={result.source_value:.4f} corrupted={result.base_value:.4f}")
+    for comp, grid in result.values.items():
+        print(f"\n{comp}")
+        if grid.dim() == 2 and result.heads is not None and grid.shape[1] == len(result.heads):
+            print(format_table(grid, [f"head {h}" for h in result.heads], result.layers))
+        else:
+            print(format_table(grid, tokens, result.layers))
+    out = args.out or "patch.png"
+    plot_sweep(result, out, tokens)
+    print(f"\nwrote {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pyvene", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--model", metavar="DIR", help="local HF causal LM folder (default: bundled SmolLM2)"
+    )
+    common.add_argument("--layers", help="layers to sweep, e.g. 0,5,10 or 0-11 (default: all)")
+    common.add_argument("--out", metavar="FILE", help="figure file (.png, .svg or .pdf)")
+    common.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    t = sub.add_parser("trace", parents=[common], help="ROME causal tracing of a fact")
+    t.add_argument("prompt")
+    t.add_argument("--target", required=True, help="expected next token, e.g. ' Paris'")
+    t.add_argument("--subject", required=True, help="substring of the prompt to corrupt")
+    t.add_argument("--samples", type=int, default=10, help="noise samples (default 10)")
+    t.add_argument("--noise", type=float, default=3.0, help="noise, x embedding std (default 3)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--window", type=int, default=10, help="layers per MLP/attention run")
+    t.add_argument("--kinds", default="block_output,mlp_output,attention_output")
+    t.set_defaults(run=_trace)
+
+    p = sub.add_parser("patch", parents=[common], help="clean -> corrupted activation patching")
+    p.add_argument("clean", help="clean prompt (source of the restored activations)")
+    p.add_argument("corrupt", help="corrupted prompt (base run), same number of tokens")
+    p.add_argument("--target", required=True, help="token whose probability is the metric")
+    p.add_argument("--foil", help="with a foil the metric is logit(target) - logit(foil)")
+    p.add_argument("--components", default="block_output,attention_output,mlp_output")
+    p.set_defaults(run=_patch)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with torch.no_grad():  # scoped: main() is also called in-process (tests, notebooks)
+            return int(args.run(args))
+    except CLIError as exc:
+        print(f"pyvene: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pyvene: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
