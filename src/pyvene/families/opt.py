@@ -1,5 +1,7 @@
-"""OPT: decoder layers under ``decoder.layers``; the MLP is inline in the layer (fc1 ->
-activation_fn -> fc2), so ``mlp_input`` is fc1's input and ``mlp_output`` fc2's output."""
+"""OPT: decoder layers under ``decoder.layers``. The MLP is inline in the layer (fc1 ->
+activation_fn -> fc2) and runs on token-flattened (B * S, D) tensors, which position units
+cannot address yet, so there are no mlp_* components (module paths work without
+unit_locations: ``"decoder.layers.3.fc2.output"``)."""
 
 from __future__ import annotations
 
@@ -23,12 +25,15 @@ OPT = Family(
     model_types=("opt",),
     num_layers=attr("num_hidden_layers"),
     layers_path="decoder.layers",
+    notes=dict.fromkeys(
+        ("mlp_input", "mlp_activation", "mlp_output"),
+        "OPT's MLP (fc1 -> activation_fn -> fc2) runs on token-flattened (B * S, D) tensors, "
+        "which position units cannot address; use block_output, or module paths such as "
+        "'decoder.layers.L.fc2.output' without unit_locations",
+    ),
     components={
         "block_input": Component(_L, "input", _d),
         "block_output": Component(_L, "output", _d),
-        "mlp_input": Component(f"{_L}.fc1", "input", _d),
-        "mlp_activation": Component(f"{_L}.activation_fn", "output", attr("ffn_dim")),
-        "mlp_output": Component(f"{_L}.fc2", "output", _d),
         "attention_value_output": Component(f"{_L}.self_attn.out_proj", "input", _d),
         "head_attention_value_output": Component(
             f"{_L}.self_attn.out_proj", "input", head_dim, heads=num_heads

@@ -173,7 +173,7 @@ class GRUForClassification(nn.Module):
         )
         logits = self.score(out[0])
         batch = logits.shape[0]
-        pad = self.config.pad_token_id
+        pad = getattr(self.config, "pad_token_id", None)
         if input_ids is not None and pad is not None:
             last = (torch.ne(input_ids, pad).sum(-1) - 1).clamp(min=0)
         else:
