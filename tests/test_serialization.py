@@ -36,9 +36,7 @@ def build(model, name, trained):
     base, source = ids(2, 6, 1), ids(2, 6, 2)
     if name == "PCARotatedSpaceIntervention":
         acts = model(**source, output_hidden_states=True).hidden_states[2]
-        fitted = cls.fit(acts, 5)  # fit() keeps LAPACK's column-major layout: make it
-        comps = fitted.pca_components.contiguous()  # row-major, as every loaded tensor is
-        pca = cls(components=comps, mean=fitted.pca_mean, std=fitted.pca_std)
+        pca = cls.fit(acts, 5)  # stored row-major, as every loaded tensor is
         rep = {"layer": 1, "component": "block_output", "intervention": pca}
     elif name == "NoiseIntervention":
         rep = {"layer": 1, "intervention": cls(noise_level=0.7, seed=5, embed_dim=24)}
@@ -256,11 +254,11 @@ def test_reads_original_pyvene_folder(gpt2, tmp_path):
     assert_refused(d, make_gpt2(seed=1), "weights_only")
 
 
-def test_hub_save_and_load_through_local_cache(gpt2, tmp_path, monkeypatch):
-    """save(save_to_hf_hub=True) -> HfApi upload, served from a local hub cache that
-    snapshot_download(local_files_only=True) reads: the same huggingface_hub code path."""
+@pytest.fixture
+def fake_hub(tmp_path, monkeypatch):
+    """HfApi's upload calls write into a local hub cache folder that snapshot_download
+    (local_files_only=True) then reads: the same huggingface_hub code path as the real hub."""
     cache = tmp_path / "hub"
-    repo = "someone/steer"
     uploaded = {}
 
     def create_repo(self, repo_id, **kw):
@@ -279,11 +277,21 @@ def test_hub_save_and_load_through_local_cache(gpt2, tmp_path, monkeypatch):
 
     monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
     monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    return cache, uploaded
+
+
+@pytest.mark.parametrize("how", ["save", "push_to_hub"])
+def test_hub_save_and_load_through_local_cache(gpt2, tmp_path, monkeypatch, fake_hub, how):
+    cache, uploaded = fake_hub
+    repo = "someone/steer"
     pvm = pv.IntervenableModel(
         {"layer": 1, "component": "block_output", "intervention_type": pv.AdditionIntervention,
          "source_representation": torch.randn(24)}, gpt2,
     )  # fmt: skip
-    pvm.save(tmp_path / "local", save_to_hf_hub=True, hf_repo_name=repo)
+    if how == "save":
+        pvm.save(tmp_path / "local", save_to_hf_hub=True, hf_repo_name=repo)
+    else:
+        pvm.push_to_hub(repo)
     assert uploaded == {"created": repo, "files": [CONFIG_NAME, WEIGHTS_NAME]}
     loaded = pv.IntervenableModel.load(repo, model=gpt2, cache_dir=cache, local_files_only=True)
     base = ids(1, 4, 10)

@@ -265,6 +265,12 @@ class IntervenableModel(nn.Module):
 
         return load(load_directory, model, **kwargs)
 
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> None:
+        """Save to a temporary folder and upload it to the hub repo ``repo_id``."""
+        from .serialization import push_to_hub
+
+        push_to_hub(self, repo_id, **kwargs)
+
     def save_intervention(self, save_directory: str, **kwargs: Any) -> None:
         from .serialization import save_intervention
 

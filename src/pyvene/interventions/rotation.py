@@ -323,7 +323,9 @@ class PCARotatedSpaceIntervention(BasisAgnosticIntervention, DistributedRepresen
         std = x.std(0).clamp_min(1e-6) if standardize else torch.ones_like(mean)
         _, _, vh = torch.linalg.svd((x - mean) / std, full_matrices=False)
         k = vh.shape[0] if n_components is None else int(n_components)
-        return cls(components=vh[:k], mean=mean, std=std, **kwargs)
+        # contiguous copies: a reloaded intervention then computes bit-identically
+        comps = vh[:k].contiguous().clone()
+        return cls(components=comps, mean=mean, std=std, **kwargs)
 
     def forward(self, base, source=None, subspaces=None, **kwargs):
         if source is None:
