@@ -11,7 +11,7 @@ LINT_PATHS := $(wildcard src tests examples benchmarks)
 # Everything runs offline: models come from local files (see pyvene.zoo), never from a hub.
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-.PHONY: venv demo test lint format clean distclean
+.PHONY: venv demo tutorial test lint format clean distclean
 
 venv: $(STAMP)
 
@@ -25,7 +25,13 @@ $(STAMP): pyproject.toml
 	$(PIP) install -e ".[dev]"
 	@touch $@
 
+# The main job: ROME causal tracing of the bundled SmolLM2 (tables on stdout, trace.png).
 demo: venv
+	$(OFFLINE) $(BIN)/pyvene trace "The Eiffel Tower is in the city of" \
+		--target " Paris" --subject "The Eiffel Tower" --out trace.png
+
+# The seeds' Tutorial 1: layer-by-layer patching, P(Paris)/P(Rome) per layer.
+tutorial: venv
 	$(OFFLINE) $(BIN)/python examples/tutorial1_patching.py
 
 test: venv

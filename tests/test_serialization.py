@@ -114,6 +114,16 @@ class ScaledAdd(pv.ConstantSourceIntervention):
         return base * self.scale
 
 
+@pv.register
+class HalfAdd(ScaledAdd):
+    """Registered by the bare decorator, under its class name."""
+
+
+def test_bare_register_decorator_uses_the_class_name():
+    assert pv.registered_interventions()["HalfAdd"] is HalfAdd
+    assert HalfAdd.registered_name == "HalfAdd"
+
+
 def test_custom_registered_class_keeps_constructor_args(gpt2, tmp_path):
     pvm = pv.IntervenableModel(
         {"layer": 1, "component": "block_output", "intervention": ScaledAdd(scale=0.25)}, gpt2

@@ -21,16 +21,17 @@ from ..errors import ConfigError, DimensionMismatchError, choices_message
 _REGISTRY: dict[str, type] = {}
 
 
-def register(name: str | None = None):
-    """Class decorator: make an intervention loadable by name from a saved config."""
+def register(name: str | type | None = None):
+    """Class decorator: make an intervention loadable by name from a saved config. Use as
+    ``@register`` (the class name) or ``@register("name")``."""
 
     def wrap(cls: type) -> type:
-        key = name or cls.__name__
+        key = name if isinstance(name, str) else cls.__name__
         cls.registered_name = key
         _REGISTRY[key] = cls
         return cls
 
-    return wrap
+    return wrap(name) if isinstance(name, type) else wrap
 
 
 def registered_interventions() -> dict[str, type]:
