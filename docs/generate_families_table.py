@@ -41,9 +41,15 @@ def render() -> str:
             config = f"`{r['config']}`" if r["config"] else ""
             part = "yes" if r["part"] else ""
             heads = "yes" if r["heads"] else ""
+            notes = r["doc"]
+            if r["tokens_from"]:
+                flat = (
+                    f"token-flattened (B * S, W) inside `{r['tokens_from']}`; hooks see (B, S, W)"
+                )
+                notes = f"{notes}; {flat}" if notes else flat
             out.append(
                 f"| `{r['component']}` | `{r['path']}` | {root} | {config} | {r['hook']} "
-                f"| {part} | {heads} | {r['doc']} |"
+                f"| {part} | {heads} | {notes} |"
             )
         if fam.notes:
             out += ["", "Not available:", ""]

@@ -9,6 +9,8 @@
   hook patch.
 
 Llama-like types use GQA (4 query heads, 2 key/value heads) and head_dim 16 != hidden/heads 8.
+GPT-NeoX's fused QKV is checked against a plain ``view(B, S, H, 3, Dh)``; OPT's token-flattened
+MLP tensors against a plain ``view(B, S, W)`` of the (B * S, W) tensor.
 """
 
 from __future__ import annotations
@@ -165,6 +167,16 @@ def build(model_type):
 # --------------------------------------------------------------------------- references
 # component -> (module path from the model root, hook side, part(config) or None,
 #               heads(config) or None); "{i}" is the layer.
+class PerHead:
+    """Reference part: ``index`` of the (H, 3, Dh) per-head layout of a fused QKV output."""
+
+    def __init__(self, index):
+        self.index = index
+
+
+FLAT = "token-flattened"  # reference part: the raw tensor is (B * S, W)
+
+
 def q_heads(c):
     return c.num_attention_heads
 
@@ -305,18 +317,21 @@ def refs_for(model_type):
         }  # fmt: skip
     if model_type == "gpt_neox":
         L = "gpt_neox.layers.{i}"
-        refs = {
+        qkv = (f"{L}.attention.query_key_value", PerHead(0), PerHead(1), PerHead(2))
+        return {
             **block_refs(L, f"{L}.mlp", "input", f"{L}.mlp.act", f"{L}.mlp"),
-            **attn_refs(L, "", "", "", f"{L}.attention.dense", f"{L}.attention"),
+            **attn_refs(L, "", "", "", f"{L}.attention.dense", f"{L}.attention", qkv=qkv),
         }
-        return {k: v for k, v in refs.items() if "query" not in k and "key" not in k and "value_output" not in k or "attention" in k}  # fmt: skip
     if model_type == "opt":
         L = "model.decoder.layers.{i}"
         a = f"{L}.self_attn"
-        return {  # OPT's MLP runs on token-flattened (B * S, D) tensors: not in the table
-            "block_input": (L, "input", None, None),
-            "block_output": (L, "output", None, None),
+        mlp = block_refs(L, f"{L}.fc1", "input", f"{L}.activation_fn", f"{L}.fc2")
+        return {
             **attn_refs(L, f"{a}.q_proj", f"{a}.k_proj", f"{a}.v_proj", f"{a}.out_proj", a),
+            **{  # OPT's MLP runs on token-flattened (B * S, W) tensors
+                name: (path, side, FLAT if name.startswith("mlp_") else None, None)
+                for name, (path, side, _, _) in mlp.items()
+            },
         }
     if model_type in ("bert", "roberta"):
         return bert_refs(model_type, ".intermediate_act_fn")
@@ -359,9 +374,26 @@ def refs_for(model_type):
             "mlp_activation": ("mlp.h.{i}.act", "output", None, None),
         }
     if model_type == "gru":
+        h = lambda c: c.h_dim  # noqa: E731
+        third = {"reset": lambda c: (0, h(c)), "update": lambda c: (h(c), 2 * h(c)),
+                 "new": lambda c: (2 * h(c), 3 * h(c))}  # fmt: skip
         return {
             "block_input": ("gru.layer_inputs.{i}", "output", None, None),
             "block_output": ("gru.layer_outputs.{i}", "output", None, None),
+            "cell_input": ("gru.cells.{i}", "input", None, None),
+            "cell_output": ("gru.cells.{i}", "output", None, None),
+            "x2h_output": ("gru.cells.{i}.x2h", "output", None, None),
+            "h2h_output": ("gru.cells.{i}.h2h", "output", None, None),
+            **{
+                f"{gate}_{lin}_output": (f"gru.cells.{{i}}.{lin}", "output", third[gate], None)
+                for gate in third
+                for lin in ("x2h", "h2h")
+            },
+            **{
+                f"{gate}_gate_{side}": (f"gru.cells.{{i}}.{gate}_act", side, None, None)
+                for gate in third
+                for side in ("input", "output")
+            },
         }
     raise KeyError(model_type)
 
@@ -421,9 +453,15 @@ def hooked(module, side, fn):
     return module.register_forward_pre_hook(pre, with_kwargs=True)
 
 
-def ref_view(raw, config, part, heads):
+def ref_view(raw, config, part, heads, batch):
+    """The component as a (B, S, D) or (B, S, H, Dh) view of ``raw`` (so writes land in it);
+    an interleaved QKV part stays (B, S, H, Dh) also without a head split."""
+    if part == FLAT:
+        return raw.view(batch, -1, raw.shape[-1])
     if raw.dim() == 2:
         raw = raw.unsqueeze(1)
+    if isinstance(part, PerHead):
+        return raw.view(*raw.shape[:2], config.num_attention_heads, 3, -1)[..., part.index, :]
     if part is not None:
         start, end = part(config)
         raw = raw[..., start:end]
@@ -456,9 +494,12 @@ def read(model, ref, inputs):
 
 
 def cases():
+    """Every registered component that runs once per forward. Per-timestep (recurrent cell)
+    components take unit "t" and are checked in tests/test_gru_timesteps.py."""
     for model_type in sorted(FAMILIES):
-        for component in sorted(FAMILIES[model_type].components):
-            yield model_type, component
+        for component, spec in sorted(FAMILIES[model_type].components.items()):
+            if not spec.per_step:
+                yield model_type, component
 
 
 def layer_of(ref):
@@ -477,20 +518,20 @@ def test_collect_width_and_heads_match_plain_hook(model_type, component):
     ref = refs_for(model_type)[component]
     config = sub_config(model, component)
     inputs = make_inputs(2, 1)
-    view = ref_view(read(model, ref, inputs), config, ref[2], ref[3])
+    view = ref_view(read(model, ref, inputs), config, ref[2], ref[3], batch=2)
     is_head = ref[3] is not None
     pvm = pv.IntervenableModel(
         {"layer": layer_of(ref), "component": component, "unit": "h.pos" if is_head else "pos",
          "intervention_type": pv.CollectIntervention}, model,
     )  # fmt: skip
     (_, got), _ = pvm(inputs)
-    expect = view.permute(0, 2, 1, 3) if is_head else view
+    expect = view.permute(0, 2, 1, 3) if is_head else view.flatten(2)
     torch.testing.assert_close(got[0], expect, rtol=0, atol=0)
     site = pvm._slots[0].site
     assert site.module is walk(model, ref[0], layer_of(ref))
     assert site.hook == ref[1]
-    assert site.dim == view.shape[-1]
-    assert pvm.interventions[pvm.sorted_keys[0]].embed_dim == view.shape[-1]
+    assert site.dim == expect.shape[-1]
+    assert pvm.interventions[pvm.sorted_keys[0]].embed_dim == expect.shape[-1]
     assert site.heads == (ref[3](config) if is_head else None)
 
 
@@ -507,13 +548,13 @@ def test_vanilla_patch_equals_manual_patch(model_type, component):
     path, side, part, heads = ref
     config = sub_config(model, component)
     base, source = make_inputs(2, 2), make_inputs(2, 3)
-    src = ref_view(read(model, ref, source), config, part, heads)
+    src = ref_view(read(model, ref, source), config, part, heads, batch=2)
     spos, bpos = _positions(src.shape[1])
     hsel = [[1], [0]] if heads is not None else None
 
     def patch(x):
         x = x.clone()
-        v = ref_view(x, config, part, heads)
+        v = ref_view(x, config, part, heads, batch=2)
         for b in range(2):
             for s_p, b_p in zip(spos[b], bpos[b]):
                 if hsel is None:
@@ -546,10 +587,9 @@ def test_vanilla_patch_equals_manual_patch(model_type, component):
     [
         ("mamba", "attention_output", "no attention"),
         ("mamba", "mlp_output", "mixer_output"),
-        ("gpt_neox", "query_output", "interleaved"),
-        ("gru", "cell_output", "'t'"),
-        ("mixtral", "mlp_activation", "fused"),
-        ("opt", "mlp_output", "flattened"),
+        ("mixtral", "mlp_activation", "fuses the experts"),
+        ("mixtral", "expert_output", "only their routed tokens"),
+        ("opt", "mixer_output", "mlp_output"),
     ],
 )
 def test_missing_component_says_so_and_lists_components(model_type, component, fragment):

@@ -187,6 +187,8 @@ def _one_pass_parts(pvm, base, sources, runs, labels, use_cache, with_original):
     ((group, slots),) = runs.items()
     if any(getattr(s.intervention, "source_from_input", False) for s in slots):
         return None
+    if any(s.unit == "t" for s in slots):  # a source timestep may come after its base one
+        return None
     if pvm.batch_sources == "auto" and seq_tokens(base) > pvm.one_pass_max_tokens:
         return None
     parts = [sources[group]] + ([base] if with_original else []) + [base]

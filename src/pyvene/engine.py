@@ -4,7 +4,8 @@ Parallel mode runs, when it can, source and base as ONE batch (source rows, then
 and copies across rows at each site: on a CPU a small-batch forward is memory-bound, so one
 pass of 2B rows costs far less than two passes of B. Otherwise each source runs first under
 ``no_grad`` (when nothing upstream needs a gradient) and stops right after the deepest site
-it feeds. Serial mode chains source_0 -> source_1 -> ... -> base.
+it feeds. Serial mode chains source_0 -> source_1 -> ... -> base. Unit "t" (a module that
+runs once per timestep) counts hook calls instead of indexing positions: pyvene/recurrent.py.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from torch import nn
 from .errors import DimensionMismatchError, PyveneError
 from .families import HookSite
 from .gather import Units, gather, scatter
-from .hooks import HookSession, StopForward
+from .hooks import HookSession, Side, StopForward
 from .interventions.base import InterventionOutput, broadcast_source
+from .recurrent import StepReader, check_step_unit, make_step_setter
 
 
 @dataclass
@@ -33,6 +35,9 @@ class Slot:
     unit: str
     group: int
     order: int
+
+    def __post_init__(self) -> None:
+        check_step_unit(self.unit, self.site)
 
     @property
     def constant(self) -> bool:
@@ -134,8 +139,18 @@ def _unflatten(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return t.reshape(b, p, h, d).permute(0, 2, 1, 3)
 
 
-def make_setter(slot: Slot, state: CallState, layout: Layout | None = None):
-    """The hook function that patches ``slot`` on the base rows."""
+def make_setter(
+    slot: Slot, state: CallState, layout: Layout | None = None, session: HookSession | None = None
+):
+    """The hook function that patches ``slot`` on the base rows. Unit "t" needs the
+    ``session`` (its range check and Collect result run once the forward is over)."""
+    if slot.unit == "t":
+        if session is None:
+            raise PyveneError(
+                f"{slot.key}: recurrent unit 't' interventions run in forward() only (not "
+                "generate()); call the model with the whole sequence"
+            )
+        return make_step_setter(slot, state, session, layout)
     key, site, intervention = slot.key, slot.site, slot.intervention
     collect = getattr(intervention, "is_collect", False)
 
@@ -183,7 +198,8 @@ def install_setters(
 ):
     for slot in slots:
         with_input = wants_module_input(slot, as_adaptor)
-        session.on(slot.site.module, slot.site.hook, make_setter(slot, state, layout), with_input)
+        setter = make_setter(slot, state, layout, session)
+        session.on(slot.site.module, slot.site.hook, setter, with_input)
 
 
 def grad_free(model: nn.Module, inputs: dict[str, Any]) -> bool:
@@ -195,6 +211,31 @@ def grad_free(model: nn.Module, inputs: dict[str, Any]) -> bool:
     return not any(isinstance(v, torch.Tensor) and v.requires_grad for v in inputs.values())
 
 
+class PositionReader:
+    """Reads the source activation of one position-style intervention (first call only)."""
+
+    def __init__(self, key: str, site: HookSite, units: Units | None) -> None:
+        self.key, self.site, self.units = key, site, units
+        self.value: torch.Tensor | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.value is not None
+
+    def __call__(self, x: torch.Tensor) -> bool:
+        got = gather(x, self.site, self.units)
+        self.value = got.clone() if self.units is None else got
+        return True
+
+    def result(self) -> torch.Tensor:
+        if self.value is None:
+            raise PyveneError(
+                f"the source run never reached {self.key!r}: {self.site.module_path} did not run "
+                "for this input"
+            )
+        return self.value
+
+
 def collect_sources(
     model: nn.Module,
     inputs: dict[str, Any],
@@ -202,43 +243,42 @@ def collect_sources(
     units: dict[str, Units | None],
     setters: tuple[list[Slot], CallState] | None = None,
     use_cache_key: bool = False,
-) -> dict[str, torch.Tensor]:
-    """Run ``model(**inputs)`` with getters on ``slots`` and stop after the last one fires.
-    ``setters`` (serial mode) patches this source run with the previous group first."""
-    cache: dict[str, torch.Tensor] = {}
-    pending = {s.key for s in slots}
+) -> dict[str, Any]:
+    """Run ``model(**inputs)`` with getters on ``slots`` and stop once every one has read what
+    it needs (unit "t": after its last chosen timestep). ``setters`` (serial mode) patches
+    this source run with the previous group first. Values: tensors, or
+    :class:`~pyvene.recurrent.StepSource` for unit "t"."""
+    readers = {
+        s.key: (StepReader if s.unit == "t" else PositionReader)(s.key, s.site, units.get(s.key))
+        for s in slots
+    }
+    pending = set(readers)
     if not pending:
-        return cache
-    with HookSession() as session:
-        if setters is not None:
-            install_setters(session, *setters)
-        for slot in slots:
+        return {}
+    extra = {"use_cache": False} if use_cache_key else {}
+    ctx = torch.no_grad() if grad_free(model, inputs) else contextlib.nullcontext()
+    try:  # StopForward leaves the session with an exception: its after-forward checks skip
+        with HookSession() as session:
+            if setters is not None:
+                install_setters(session, *setters)
+            for slot in slots:
 
-            def getter(x, slot=slot):
-                if slot.key in cache:
+                def getter(x, key=slot.key, reader=readers[slot.key]):
+                    if not reader.done and reader(x):
+                        pending.discard(key)
+                        if not pending:
+                            raise StopForward
                     return None
-                got = gather(x, slot.site, units.get(slot.key))
-                cache[slot.key] = got.clone() if units.get(slot.key) is None else got
-                pending.discard(slot.key)
-                if not pending:
-                    raise StopForward
-                return None
 
-            side = "input" if getattr(slot.intervention, "source_from_input", False) else None
-            session.on(slot.site.module, side or slot.site.hook, getter)
-        extra = {"use_cache": False} if use_cache_key else {}
-        ctx = torch.no_grad() if grad_free(model, inputs) else contextlib.nullcontext()
-        try:
+                side = slot.site.hook
+                if getattr(slot.intervention, "source_from_input", False):  # Skip: module input
+                    side = Side("input", getattr(side, "tokens_from", None))
+                session.on(slot.site.module, side, getter)
             with ctx:
                 model(**inputs, **extra)
-        except StopForward:
-            pass
-    missing = [k for k in pending]
-    if missing:
-        raise PyveneError(
-            f"the source run never reached {missing}: the hooked modules did not run for this input"
-        )
-    return cache
+    except StopForward:
+        pass
+    return {key: reader.result() for key, reader in readers.items()}
 
 
 def stack_inputs(parts: list[dict[str, Any]]) -> dict[str, Any] | None:

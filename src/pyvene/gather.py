@@ -4,6 +4,8 @@ No state, no Python loop over batch rows: everything is advanced indexing.
 Shapes (B = batch, S = sequence, W = raw width, D = component width, H heads of Dh):
   raw hooked tensor        (B, S, W)    [a 2-D (B, W) tensor is treated as S = 1]
   component view           (B, S, D)    = raw[..., start:end]
+                           (B, S, G, C) for an interleaved part (GPT-NeoX's per-head Q/K/V:
+                           raw.unflatten(-1, (G, P, C))[..., i, :]); units see D = G * C
   head view                (B, S, H, Dh)
   gathered "pos"           (B, U, D)
   gathered "h"/"pos" heads (B, U, S, Dh)
@@ -19,6 +21,7 @@ import torch
 
 from .errors import DimensionMismatchError, LocationError
 from .families import HookSite
+from .families.base import Interleaved
 
 
 @dataclass
@@ -41,9 +44,12 @@ class Units:
 
 
 def component_view(x: torch.Tensor, site: HookSite) -> torch.Tensor:
-    """(B, S, D) or (B, S, H, Dh) view of the raw hooked tensor (no copy)."""
+    """(B, S, D) or (B, S, H, Dh) view of the raw hooked tensor (no copy); (B, S, G, C) for
+    an interleaved part of a non-head component (see :func:`_grouped`)."""
     if x.dim() == 2:
         x = x.unsqueeze(1)
+    if isinstance(site.part, Interleaved):
+        return _interleaved_view(x, site, site.part)
     if site.part is not None:
         start, end = site.part
         if x.shape[-1] < end:
@@ -61,6 +67,29 @@ def component_view(x: torch.Tensor, site: HookSite) -> torch.Tensor:
             )
         x = x.unflatten(-1, (site.heads, width // site.heads))
     return x
+
+
+def _interleaved_view(x: torch.Tensor, site: HookSite, part: Interleaved) -> torch.Tensor:
+    """(B, S, G, C) strided view of part ``part.index`` of a (B, S, G * P * C) tensor."""
+    groups, parts = part.groups, part.parts
+    if x.shape[-1] % (groups * parts):
+        raise DimensionMismatchError(
+            f"{site.component} at {site.module_path}: last dim {x.shape[-1]} does not split "
+            f"into {groups} groups x {parts} parts"
+        )
+    if site.heads is not None and site.heads != groups:
+        raise DimensionMismatchError(
+            f"{site.component} at {site.module_path}: {site.heads} heads, but the fused output "
+            f"interleaves {groups} groups"
+        )
+    return x.unflatten(-1, (groups, parts, -1))[..., part.index, :]
+
+
+def _grouped(site: HookSite) -> bool:
+    """True when the view's last two dims (G, C) are one unit width D = G * C: an interleaved
+    part of a non-head component. Merging them would copy, so gather merges what it returns
+    and scatter splits what it writes."""
+    return isinstance(site.part, Interleaved) and site.heads is None
 
 
 def _checked(idx: torch.Tensor, bounds: tuple[int, int], size: int, what: str) -> torch.Tensor:
@@ -89,7 +118,9 @@ def gather(x: torch.Tensor, site: HookSite, units: Units | None) -> torch.Tensor
     """Select the units of the hooked tensor ``x``; returns a new tensor (see module doc)."""
     view = component_view(x, site)
     if units is None:
-        return view.permute(0, 2, 1, 3) if site.is_head else view
+        if site.is_head:
+            return view.permute(0, 2, 1, 3)
+        return view.flatten(-2) if _grouped(site) else view
     rows, index, pos = _rows(units, view.shape[0], view.device)
     if site.is_head:
         index = _checked(index, units.bounds, view.shape[2], f"{site.component} head")
@@ -100,7 +131,8 @@ def gather(x: torch.Tensor, site: HookSite, units: Units | None) -> torch.Tensor
     if pos is not None:
         raise LocationError(f"unit 'h.pos' needs a head component (head_*), not {site.component!r}")
     index = _checked(index, units.bounds, view.shape[1], f"{site.component} position")
-    return view[rows[:, None], index]
+    got = view[rows[:, None], index]
+    return got.flatten(-2) if _grouped(site) else got
 
 
 def scatter(
@@ -110,10 +142,15 @@ def scatter(
     out = x.clone()
     view = component_view(out, site)
     value = value.to(view.dtype)
+    grouped = _grouped(site)
+    width = view.shape[-2] * view.shape[-1] if grouped else view.shape[-1]
     if units is None:
         if site.is_head:
             value = value.permute(0, 2, 1, 3)
-        _check_shape(value, view.shape, site)
+            _check_shape(value, view.shape, site)
+        else:
+            _check_shape(value, (*view.shape[:2], width), site)
+            value = value.unflatten(-1, view.shape[2:]) if grouped else value
         view.copy_(value)
         return out
     rows, index, pos = _rows(units, view.shape[0], view.device)
@@ -129,7 +166,8 @@ def scatter(
     else:
         index = _checked(index, units.bounds, view.shape[1], f"{site.component} position")
         target = (rows[:, None], index)
-        _check_shape(value, (view.shape[0], index.shape[1], view.shape[2]), site)
+        _check_shape(value, (view.shape[0], index.shape[1], width), site)
+        value = value.unflatten(-1, view.shape[2:]) if grouped else value
     view[target] = value
     return out
 

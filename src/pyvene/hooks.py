@@ -50,16 +50,43 @@ def _input_key(args: tuple, kwargs: dict) -> int | str:
     return next(iter(kwargs))
 
 
+class Side(str):
+    """A hook side, ``"input"`` or ``"output"`` (it compares and prints as that string), that
+    may carry ``tokens_from``: a module whose first input is ``(B, S, D)`` and inside which
+    the hooked module runs on token-flattened ``(B * S, W)`` tensors (OPT's fc1 /
+    activation_fn / fc2 see ``hidden.reshape(-1, D)``). :meth:`HookSession.on` then records
+    ``(B, S)`` when ``tokens_from`` starts, hands the hook function ``(B, S, W)`` views and
+    flattens its result back, so position units, gather / scatter and sweeps work unchanged.
+    It travels in ``HookSite.hook`` so every ``session.on(site.module, site.hook, fn)`` call
+    gets the view, while a module path to the same module keeps the raw tensor.
+    """
+
+    tokens_from: nn.Module | None
+
+    def __new__(cls, side: str, tokens_from: nn.Module | None = None) -> Side:
+        obj = super().__new__(cls, side)
+        obj.tokens_from = tokens_from
+        return obj
+
+
 class HookSession:
     """Context manager for the hooks of one forward pass.
 
     ``on_output(module, fn)`` / ``on_input(module, fn)``: ``fn(tensor)`` returns a
     replacement tensor or None (read only). Hooks on one module run in install order, each
-    seeing the previous one's result.
+    seeing the previous one's result. ``on_exit(fn)`` runs ``fn()`` after the hooks are
+    removed, only when the block ended without an exception (e.g. a recurrent hook checks how
+    many timesteps ran once the forward is over).
     """
 
     def __init__(self) -> None:
         self._handles: list[Any] = []
+        self._token_shapes: dict[int, dict[str, torch.Size]] = {}  # see _token_view
+        self._on_exit: list[Callable[[], None]] = []
+
+    def on_exit(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` when the session closes after a forward that did not raise."""
+        self._on_exit.append(fn)
 
     def on_output(self, module: nn.Module, fn: TensorFn, with_input: bool = False) -> None:
         """``with_input``: call ``fn(output_tensor, input_tensor)`` (adaptor-style hooks)."""
@@ -90,17 +117,61 @@ class HookSession:
         self._handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
 
     def on(self, module: nn.Module, side: str, fn: TensorFn, with_input: bool = False) -> None:
+        tokens_from = getattr(side, "tokens_from", None)
+        if tokens_from is not None:
+            fn = self._token_view(tokens_from, fn)
         if side == "input":
             self.on_input(module, fn)
         else:
             self.on_output(module, fn, with_input)
 
+    def _token_view(self, tokens_from: nn.Module, fn: TensorFn) -> TensorFn:
+        """``fn`` on ``(B, S, W)`` views of ``(B * S, W)`` tensors; ``(B, S)`` is read from
+        ``tokens_from``'s first input by a pre-hook this session owns (one per module)."""
+        lead = self._token_shapes.get(id(tokens_from))
+        if lead is None:
+            lead = self._token_shapes[id(tokens_from)] = {}
+
+            def probe(mod, args, kwargs):
+                key = _input_key(args, kwargs)
+                lead["shape"] = (args[key] if key == 0 else kwargs[key]).shape[:-1]
+
+            handle = tokens_from.register_forward_pre_hook(probe, with_kwargs=True)
+            self._handles.append(handle)
+
+        def unflat(t: torch.Tensor) -> torch.Tensor:
+            shape = lead.get("shape")
+            if shape is None:
+                raise RuntimeError(
+                    f"token-flattened hook: {type(tokens_from).__name__}, which gives the "
+                    "(batch, seq) shape, did not run before the hooked module"
+                )
+            if t.dim() != 2:  # already (B, S, W): nothing to undo
+                return t
+            if t.shape[0] != shape.numel():
+                raise RuntimeError(
+                    f"token-flattened hook: expected {shape.numel()} = {tuple(shape)} tokens, "
+                    f"got a tensor of shape {tuple(t.shape)}"
+                )
+            return t.unflatten(0, shape)
+
+        def wrapped(x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor | None:
+            new = fn(unflat(x), *(unflat(r) for r in rest))
+            return None if new is None else new.reshape(x.shape)
+
+        return wrapped
+
     def remove(self) -> None:
+        self._token_shapes.clear()
         while self._handles:
             self._handles.pop().remove()
 
     def __enter__(self) -> HookSession:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
         self.remove()
+        finishers, self._on_exit = self._on_exit, []
+        if exc_type is None:
+            for fn in finishers:
+                fn()

@@ -171,7 +171,14 @@ class IntervenableModel(nn.Module):
         return [s.key for s in self._slots]
 
     # original-API attributes that tests and tutorials read
-    is_model_stateless = True
+    @property
+    def is_model_stateless(self) -> bool:
+        """False for recurrent models (their family has per-timestep components), as the
+        original reports for its GRU classes."""
+        from .families import family_of
+
+        family = family_of(self.model)
+        return not (family and any(c.per_step for c in family.components.values()))
 
     @property
     def _intervention_group(self) -> dict[int, list[str]]:

@@ -5,6 +5,11 @@ Fully specified form: ``{"sources->base": (src, base)}`` where each side has one
 intervention (config order), each entry ``None`` (whole tensor) or ``[[units of example 0],
 [units of example 1], ...]``; for unit "h.pos" an entry is ``[heads_per_example,
 positions_per_example]``. A per-example list of length 1 applies to the whole batch.
+
+Unit "t" (recurrent cells, see :mod:`pyvene.recurrent`) uses the positions' nesting with
+timesteps for positions: ``{"sources->base": ([[[t_src]]], [[[t_base]]])}``, the int / pair
+shorthands (``{"base": 3}``, ``{"sources->base": (2, 4)}``) and ``None`` = every timestep.
+Timesteps must be >= 0: how many steps a forward has is known only once it ran.
 """
 
 from __future__ import annotations
@@ -71,6 +76,11 @@ def _to_units(entry: Any, unit: str, batch: int, what: str) -> Units | None:
         pos = _rows(entry[1], batch, what + " (positions)")
         return Units(heads[0], pos[0], heads[1], pos[1])
     index, bounds = _rows(entry, batch, what)
+    if unit == "t" and bounds[0] < 0:
+        raise LocationError(
+            f"{what}: timestep {bounds[0]} is negative; unit 't' takes timesteps counted from "
+            "0 (the number of steps is known only after the forward), e.g. [[[0, 2]]]"
+        )
     return Units(index, None, bounds)
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..errors import LayerOutOfRangeError, UnknownComponentError, closest
-from .base import Component, Family, sub_config
+from ..hooks import Side
+from .base import Component, Family, Interleaved, sub_config
 from .blip import BLIP
 from .encoders import BERT, ESM
 from .gpt2 import GPT2
@@ -55,8 +56,9 @@ class HookSite:
     component: str
     layer: int | None
     dim: int | None
-    part: tuple[int, int] | None = None
+    part: tuple[int, int] | Interleaved | None = None
     heads: int | None = None
+    per_step: bool = False  # runs once per timestep (a recurrent cell): unit "t" only
 
     @property
     def is_head(self) -> bool:
@@ -139,6 +141,11 @@ def missing_component_message(model: nn.Module, family: Family, component: str) 
 
 def resolve_site(model: nn.Module, layer: int, component: str) -> HookSite:
     """Resolve an abstract component (via the family table) or a module path."""
+    from .legacy_mapping import legacy_site  # pv.type_to_module_mapping entries users assigned
+
+    legacy = legacy_site(model, layer, component)
+    if legacy is not None:
+        return legacy
     family = family_of(model)
     if family is None or component not in family.components:
         if is_module_path(component):
@@ -174,7 +181,13 @@ def resolve_site(model: nn.Module, layer: int, component: str) -> HookSite:
     full = f"{prefix}.{path}" if prefix else path
     part = spec.part(config) if spec.part else None
     heads = spec.heads(config) if spec.heads else None
-    return HookSite(module, full, spec.hook, component, layer, spec.dim(config), part, heads)
+    hook = spec.hook
+    if spec.tokens_from:  # token-flattened (B * S, W) tensors: hooks see (B, S, W), see Side
+        outer = spec.tokens_from.format(layer=layer)
+        hook = Side(hook, base.get_submodule(f"{root}.{outer}" if root else outer))
+    return HookSite(
+        module, full, hook, component, layer, spec.dim(config), part, heads, spec.per_step
+    )
 
 
 __all__ = [

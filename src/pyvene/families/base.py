@@ -13,21 +13,41 @@ ConfigFn = Callable[[Any], int]
 
 
 @dataclass(frozen=True)
+class Interleaved:
+    """Part ``index`` of a fused output whose last dim is laid out ``(groups, parts, width)``.
+
+    GPT-NeoX's ``query_key_value`` output is ``(heads, 3, head_dim)``: Q, K and V of one head
+    are adjacent, so the Q of all heads is not one slice; it is the strided view
+    ``x.unflatten(-1, (heads, 3, head_dim))[..., 0, :]`` of shape ``(..., heads, head_dim)``.
+    """
+
+    groups: int
+    parts: int
+    index: int
+
+
+@dataclass(frozen=True)
 class Component:
     """One hookable tensor of a layer.
 
     ``path`` has a ``{layer}`` placeholder; ``hook`` is "input" (forward pre-hook, first
-    argument) or "output" (forward hook, first element of a tuple output). ``part`` gives the
-    ``[start, end)`` slice of the last dim (a fused QKV projection); ``heads`` the number of
-    heads the slice splits into; ``dim`` the width the intervention sees per unit.
+    argument) or "output" (forward hook, first element of a tuple output). ``part`` selects
+    the component inside a fused output: the ``[start, end)`` slice of the last dim (GPT-2's
+    Q|K|V thirds) or an :class:`Interleaved` part (GPT-NeoX's per-head Q/K/V); ``heads`` the
+    number of heads the part splits into; ``dim`` the width the intervention sees per unit.
+
+    ``tokens_from``: for modules that run on token-flattened ``(B * S, W)`` tensors (OPT's
+    fc1 / activation_fn / fc2), the path template of the enclosing module whose first input
+    is ``(B, S, D)``; hooks then see ``(B, S, W)`` (see :class:`pyvene.hooks.Side`).
     """
 
     path: str
     hook: str
     dim: ConfigFn
-    part: Callable[[Any], tuple[int, int]] | None = None
+    part: Callable[[Any], tuple[int, int] | Interleaved] | None = None
     heads: ConfigFn | None = None
     doc: str = ""
+    tokens_from: str | None = None
     # Multi-tower models (llava, blip, whisper): where this component lives and which
     # sub-config its dims come from. None = the family's default (``Family.root`` /
     # ``Family.config_path``). ``root`` lists candidate module paths under the base model,
@@ -36,6 +56,9 @@ class Component:
     root: tuple[str, ...] | None = None
     config_path: str | None = None
     num_layers: ConfigFn | None = None
+    # A module that runs once per timestep (a recurrent cell): only unit "t" fits it, and the
+    # engine counts its calls to know the timestep (see pyvene/recurrent.py).
+    per_step: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +126,11 @@ def head_dim(config: Any) -> int:
 def third(index: int, width: ConfigFn) -> Callable[[Any], tuple[int, int]]:
     """Slice ``index`` of three equal parts of a fused QKV output of per-part ``width``."""
     return lambda c: (index * width(c), (index + 1) * width(c))
+
+
+def interleaved(index: int, parts: int, groups: ConfigFn) -> Callable[[Any], Interleaved]:
+    """Part ``index`` of ``parts`` per group (``groups`` = heads): see :class:`Interleaved`."""
+    return lambda c: Interleaved(groups(c), parts, index)
 
 
 def sub_config(config: Any, path: str) -> Any:

@@ -1,17 +1,31 @@
-"""GPT-NeoX / Pythia: ``layers``, fused ``attention.query_key_value`` laid out per head as
-(H, 3 * Dh) -- Q, K and V of one head are adjacent, so they are not contiguous slices of the
-fused output and have no query/key/value components here (use module paths for the raw
-fused tensor)."""
+"""GPT-NeoX / Pythia: ``layers``; the fused ``attention.query_key_value`` output is laid out
+per head as (H, 3, Dh) -- Q, K and V of one head are adjacent -- so query / key / value are
+:class:`~pyvene.families.base.Interleaved` parts of it (strided views, patched in place),
+not slices."""
 
 from __future__ import annotations
 
-from .base import Component, Family, attr, head_dim, num_heads
+from .base import Component, Family, attr, head_dim, interleaved, num_heads
 
 _d = attr("hidden_size")
+_QKV = "layers.{layer}.attention.query_key_value"
 
 
 def _mlp_width(config) -> int:
     return config.intermediate_size or 4 * config.hidden_size
+
+
+def _qkv(index: int, heads: bool) -> Component:
+    name = ("Q", "K", "V")[index]
+    return Component(
+        _QKV,
+        "output",
+        dim=head_dim if heads else _d,
+        part=interleaved(index, 3, num_heads),
+        heads=num_heads if heads else None,
+        doc=f"{name} of every head: part {index} of the per-head (H, 3, Dh) fused output"
+        + ("" if heads else ", heads concatenated"),
+    )
 
 
 GPT_NEOX = Family(
@@ -30,11 +44,7 @@ GPT_NEOX = Family(
         ),
         "attention_output": Component("layers.{layer}.attention", "output", _d),
         "attention_input": Component("layers.{layer}.attention", "input", _d),
+        **{f"{n}_output": _qkv(i, False) for i, n in enumerate(("query", "key", "value"))},
+        **{f"head_{n}_output": _qkv(i, True) for i, n in enumerate(("query", "key", "value"))},
     },
-    notes=dict.fromkeys(
-        [f"{h}{n}_output" for h in ("", "head_") for n in ("query", "key", "value")],
-        "GPT-NeoX's fused query_key_value output is interleaved per head (H, 3 * Dh), so Q, K "
-        "and V are not slices of it; the raw fused tensor is 'layers.L.attention."
-        "query_key_value.output'",
-    ),
 )

@@ -70,6 +70,7 @@ def family_rows(family: Family) -> list[dict[str, Any]]:
                 "hook": spec.hook,
                 "part": spec.part is not None,
                 "heads": spec.heads is not None,
+                "tokens_from": spec.tokens_from,
                 "doc": spec.doc,
             }
         )

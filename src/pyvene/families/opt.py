@@ -1,7 +1,8 @@
 """OPT: decoder layers under ``decoder.layers``. The MLP is inline in the layer (fc1 ->
-activation_fn -> fc2) and runs on token-flattened (B * S, D) tensors, which position units
-cannot address yet, so there are no mlp_* components (module paths work without
-unit_locations: ``"decoder.layers.3.fc2.output"``)."""
+activation_fn -> fc2) and runs on token-flattened (B * S, D) tensors; the mlp_* components
+declare ``tokens_from`` (the decoder layer, whose input is (B, S, D)), so their hooks see
+(B, S, D) and position units work. A module path to the same modules
+(``"decoder.layers.3.fc2.output"``) keeps the raw (B * S, D) tensor."""
 
 from __future__ import annotations
 
@@ -20,20 +21,23 @@ def _proj(name: str, heads: bool = False) -> Component:
     )
 
 
+def _mlp(name: str, hook: str, dim, doc: str) -> Component:
+    return Component(f"{_L}.{name}", hook, dim, doc=doc, tokens_from=_L)
+
+
 OPT = Family(
     name="opt",
     model_types=("opt",),
     num_layers=attr("num_hidden_layers"),
     layers_path="decoder.layers",
-    notes=dict.fromkeys(
-        ("mlp_input", "mlp_activation", "mlp_output"),
-        "OPT's MLP (fc1 -> activation_fn -> fc2) runs on token-flattened (B * S, D) tensors, "
-        "which position units cannot address; use block_output, or module paths such as "
-        "'decoder.layers.L.fc2.output' without unit_locations",
-    ),
     components={
         "block_input": Component(_L, "input", _d),
         "block_output": Component(_L, "output", _d),
+        "mlp_input": _mlp(
+            "fc1", "input", _d, "fc1's input (after final_layer_norm when do_layer_norm_before)"
+        ),
+        "mlp_activation": _mlp("activation_fn", "output", attr("ffn_dim"), "act(fc1(x))"),
+        "mlp_output": _mlp("fc2", "output", _d, "fc2's output, before dropout and residual"),
         "attention_value_output": Component(f"{_L}.self_attn.out_proj", "input", _d),
         "head_attention_value_output": Component(
             f"{_L}.self_attn.out_proj", "input", head_dim, heads=num_heads

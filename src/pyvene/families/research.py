@@ -2,13 +2,17 @@
 
 GRU: ``block_input`` / ``block_output`` are the (B, S, h) sequences entering / leaving layer
 L (identity taps), usable with the "pos" unit. The per-timestep cell components of the
-original (cell_input/output, reset/update/new gates, x2h/h2h) fire once per timestep on
-``cells[L]``; they need the recurrent "t" unit, which the engine does not support yet --
-they are declared in ``GRU_CELL_COMPONENTS`` (not registered) and named in the error."""
+original (SPEC B 5.3: cell_input/output, reset/update/new gates, x2h/h2h and their thirds)
+live on ``cells[L]``, which runs once per timestep on (B, h) tensors: they are ``per_step``
+and take the recurrent unit "t" only (timestep = how many times the module already ran in
+this forward; see pyvene/recurrent.py)."""
 
 from __future__ import annotations
 
-from .base import Component, Family, attr, third
+from collections.abc import Callable
+from typing import Any
+
+from .base import Component, ConfigFn, Family, attr, third
 
 _h = attr("h_dim")
 
@@ -25,32 +29,41 @@ MLP = Family(
 )
 
 
-def _h3(config) -> int:
+def _h3(config: Any) -> int:
     return 3 * config.h_dim
 
 
 _C = "cells.{layer}"
+_STEP = "per timestep, unit 't'"
+
+
+def _step(
+    path: str,
+    hook: str,
+    dim: ConfigFn,
+    part: Callable[[Any], tuple[int, int]] | None = None,
+    doc: str = _STEP,
+) -> Component:
+    """A cell component: ``per_step`` (the module runs once per timestep)."""
+    return Component(path, hook, dim, part=part, doc=doc, per_step=True)
+
+
 GRU_CELL_COMPONENTS = {
-    "cell_input": Component(_C, "input", _h),
-    "cell_output": Component(_C, "output", _h),
-    "x2h_output": Component(f"{_C}.x2h", "output", _h3),
-    "h2h_output": Component(f"{_C}.h2h", "output", _h3),
+    "cell_input": _step(_C, "input", _h, doc=_STEP + "; the cell's input x_t"),
+    "cell_output": _step(_C, "output", _h, doc=_STEP + "; the new hidden state h_t"),
+    "x2h_output": _step(f"{_C}.x2h", "output", _h3),
+    "h2h_output": _step(f"{_C}.h2h", "output", _h3),
     **{
-        f"{gate}_{side}_output": Component(f"{_C}.{side}", "output", _h, part=third(i, _h))
+        f"{gate}_{side}_output": _step(f"{_C}.{side}", "output", _h, part=third(i, _h))
         for i, gate in enumerate(("reset", "update", "new"))
         for side in ("x2h", "h2h")
     },
     **{
-        f"{gate}_gate_{hook}": Component(f"{_C}.{gate}_act", hook, _h)
+        f"{gate}_gate_{hook}": _step(f"{_C}.{gate}_act", hook, _h)
         for gate in ("reset", "update", "new")
         for hook in ("input", "output")
     },
 }
-
-_T_NOTE = (
-    "This is a per-timestep GRU cell component (unit 't'), which the engine does not support "
-    "yet; use block_input / block_output with unit 'pos'"
-)
 
 GRU = Family(
     name="gru",
@@ -60,6 +73,6 @@ GRU = Family(
     components={
         "block_input": Component("layer_inputs.{layer}", "output", _h),
         "block_output": Component("layer_outputs.{layer}", "output", _h),
+        **GRU_CELL_COMPONENTS,
     },
-    notes=dict.fromkeys(GRU_CELL_COMPONENTS, _T_NOTE),
 )

@@ -1,0 +1,255 @@
+"""The recurrent unit "t": interventions on a module that runs once per timestep (a GRU cell).
+
+Why: a recurrent cell is ONE module called S times in one forward, each call on the (B, D)
+state of one timestep, so positions do not exist there; the call index does. A hook counts
+its calls during one forward: call ``c`` (0-based) is timestep ``c``.
+
+Locations (:mod:`pyvene.locations`) nest like positions, timesteps for positions:
+``{"sources->base": ([[[t_src]]], [[[t_base]]])}`` (one intervention, every example),
+``[[[1], [3]]]`` (example 0 at 1, example 1 at 3), ``{"base": 3}``; ``None`` = every timestep.
+Each example picks the same number U of timesteps; its k-th source timestep feeds its k-th
+base timestep (source and base timesteps may differ).
+
+Base pass (:func:`make_step_setter`): at call ``c`` the intervention sees the whole batch's
+step activation, (B, D) as in the original, and its result is kept only on the rows of the
+examples that chose ``c`` (a (B,) mask and ``torch.where``, no loop over examples); the other
+examples, and every call nobody chose (skipped without a device sync), are untouched.
+
+Source pass (:class:`StepReader`): fills a (B, U, D) buffer with each example's chosen source
+timesteps and lets the source forward stop right after the last one; with ``None`` it keeps
+every step, (B, T, D), and base step ``c`` reads source step ``c``.
+
+Collect returns one tensor per intervention, like positions: (B, U, D) where ``[b, k]`` is the
+activation at example b's k-th chosen timestep; with ``None`` (B, T, D), every step.
+
+Range: how many steps a forward has is known only once it ran, so a chosen timestep >= the
+number of calls raises :class:`~pyvene.errors.LocationError` right after the forward, naming
+the timestep and the sequence length. calls.py never runs a "t" source in the one-pass batch
+(a source timestep later than its base timestep would not exist yet when the base step runs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from .errors import ConfigError, DimensionMismatchError, LocationError, PyveneError
+from .families import HookSite
+from .gather import Units, component_view
+
+if TYPE_CHECKING:
+    from .engine import CallState, Layout, Slot
+    from .hooks import HookSession
+
+
+def check_step_unit(unit: str, site: HookSite) -> None:
+    """A component that runs once per timestep takes unit "t" only: with "pos" every call
+    would be patched with whatever the source held at that call (the original's bug)."""
+    if getattr(site, "per_step", False) and unit != "t":
+        raise ConfigError(
+            f"{site.component!r} runs once per timestep ({site.module_path} is a recurrent "
+            f"cell), so it takes unit 't' (timesteps), not {unit!r}; e.g. unit='t' with "
+            "unit_locations={'base': 3} for timestep 3 of every example"
+        )
+
+
+def step_view(x: torch.Tensor, site: HookSite) -> torch.Tensor:
+    """The component at one call: (B, D) when the hooked tensor is (B, W), else the whole
+    (B, ..., D) component. A view of ``x`` (no copy)."""
+    view = component_view(x, site)
+    return view[:, 0] if x.dim() == 2 else view
+
+
+def select(
+    units: Units, step: int, batch: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Which examples chose ``step``: ``hit`` (B, U) bool, ``mask`` (B,) bool and ``k`` (B,)
+    long, the (last) unit of each example equal to ``step`` (meaningless where ``mask`` is
+    False)."""
+    index = units.index.to(device)
+    if index.shape[0] not in (1, batch):
+        raise LocationError(
+            f"timestep locations for {index.shape[0]} examples, but the batch has {batch}"
+        )
+    hit = index.expand(batch, -1) == step
+    order = torch.arange(1, hit.shape[1] + 1, device=device)
+    return hit, hit.any(1), (hit * order).argmax(1)
+
+
+def chosen_steps(units: Units) -> frozenset[int]:
+    """Every timestep any example chose (python ints: deciding to skip a call needs no sync)."""
+    return frozenset(units.index.flatten().tolist())
+
+
+def fill(buffer: torch.Tensor | None, hit: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """``buffer`` (B, U, ...) with ``value`` (B, ...) written at the (b, k) where ``hit``."""
+    if buffer is None:
+        buffer = value.new_zeros(value.shape[0], hit.shape[1], *value.shape[1:])
+    keep = hit.view(*hit.shape, *[1] * (value.dim() - 1))
+    return torch.where(keep, value.unsqueeze(1).to(buffer.dtype), buffer)
+
+
+def write_step(
+    x: torch.Tensor, site: HookSite, value: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """A copy of ``x`` whose component holds ``value`` on the rows in ``mask`` (None = all)."""
+    old = step_view(x, site)
+    if tuple(value.shape) != tuple(old.shape):
+        raise DimensionMismatchError(
+            f"intervention on {site.component} returned shape {tuple(value.shape)}, expected "
+            f"{tuple(old.shape)} (one timestep of the batch)"
+        )
+    value = value.to(old.dtype)
+    if mask is not None:
+        value = torch.where(mask.view(-1, *[1] * (old.dim() - 1)), value, old)
+    out = x.clone()
+    step_view(out, site).copy_(value)
+    return out
+
+
+def out_of_range(key: str, site: HookSite, side: str, step: int, calls: int) -> LocationError:
+    """'timestep 7 is out of range: ... ran 5 times (sequence length 5); valid 0..4'."""
+    valid = f"valid timesteps are 0..{calls - 1}" if calls else "it never ran"
+    return LocationError(
+        f"{key}: {side} timestep {step} is out of range: {site.module_path} ran {calls} "
+        f"time(s) in this forward (sequence length {calls}); {valid}"
+    )
+
+
+@dataclass
+class StepSource:
+    """Source activations of a "t" intervention: ``values`` (Bs, U, D) at each example's
+    chosen source timesteps, or (Bs, T, D) at every step when ``every_step``."""
+
+    values: torch.Tensor
+    every_step: bool
+
+    def at(self, key: str, step: int, k: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """The (B, D) source feeding base timestep ``step`` (``k``: each example's unit)."""
+        values = self.values
+        if values.shape[0] not in (1, batch):
+            raise LocationError(
+                f"{key}: the source run has {values.shape[0]} examples, the base {batch}"
+            )
+        values = values.expand(batch, *values.shape[1:])
+        if self.every_step:
+            if step >= values.shape[1]:
+                raise LocationError(
+                    f"{key}: base timestep {step} has no source counterpart: the source run has "
+                    f"{values.shape[1]} timesteps (0..{values.shape[1] - 1}); give the source "
+                    "timesteps explicitly, e.g. {'sources->base': (t_source, t_base)}"
+                )
+            return values[:, step]
+        if k is None:
+            raise LocationError(
+                f"{key}: the base selects every timestep (None) but the source selects "
+                f"{values.shape[1]} per example; give the base timesteps too, or None on both"
+            )
+        rows = torch.arange(batch, device=values.device)
+        return values[rows, k.to(values.device)]
+
+
+class StepReader:
+    """Reads the "t" source activations of one intervention during a source run."""
+
+    def __init__(self, key: str, site: HookSite, units: Units | None) -> None:
+        self.key, self.site, self.units = key, site, units
+        self.calls = 0
+        self.steps: list[torch.Tensor] = []  # every step, when units is None
+        self.buffer: torch.Tensor | None = None  # (B, U, D) at the chosen steps
+        self.chosen = None if units is None else chosen_steps(units)
+
+    @property
+    def done(self) -> bool:
+        return self.units is not None and self.calls > self.units.bounds[1]
+
+    def __call__(self, x: torch.Tensor) -> bool:
+        """Record call number ``self.calls``; True once every chosen timestep was read."""
+        step, self.calls = self.calls, self.calls + 1
+        if self.units is None:
+            self.steps.append(step_view(x, self.site).clone())
+            return False
+        if step in self.chosen:
+            value = step_view(x, self.site)
+            hit, _, _ = select(self.units, step, value.shape[0], value.device)
+            self.buffer = fill(self.buffer, hit, value)
+        return self.done
+
+    def result(self) -> StepSource:
+        if self.units is None:
+            if not self.steps:
+                raise PyveneError(f"the source run never ran {self.site.module_path} ({self.key})")
+            return StepSource(torch.stack(self.steps, 1), True)
+        if not self.done or self.buffer is None:
+            raise out_of_range(self.key, self.site, "source", self.units.bounds[1], self.calls)
+        return StepSource(self.buffer, False)
+
+
+def make_step_setter(
+    slot: Slot, state: CallState, session: HookSession, layout: Layout | None = None
+) -> Callable[..., torch.Tensor | None]:
+    """The hook patching ``slot`` (unit "t") on the base rows, counting its calls; registers
+    the after-forward range check (and the Collect result) on ``session``."""
+    from .engine import apply_intervention  # engine imports this module
+
+    key, site, intervention = slot.key, slot.site, slot.intervention
+    collect = bool(getattr(intervention, "is_collect", False))
+    calls = 0
+    every: list[torch.Tensor] = []  # Collect at every step (units None)
+    buffer: list[torch.Tensor | None] = [None]  # Collect at the chosen steps
+    chosen: dict[int, frozenset[int]] = {}
+
+    def setter(x: torch.Tensor, module_input: torch.Tensor | None = None) -> torch.Tensor | None:
+        nonlocal calls
+        step, calls = calls, calls + 1
+        units = state.base_units.get(key)
+        if units is not None:
+            if id(units) not in chosen:
+                chosen[id(units)] = chosen_steps(units)
+            if step not in chosen[id(units)]:
+                return None
+        rows = x if layout is None else layout.base_rows(x)
+        base = step_view(rows, site).clone()
+        batch = base.shape[0]
+        hit = mask = k = None
+        if units is not None:
+            hit, mask, k = select(units, step, batch, base.device)
+        if collect or slot.constant:
+            source = None
+        elif key in state.sources:
+            given = state.sources[key]
+            source = given.at(key, step, k, batch) if isinstance(given, StepSource) else given
+        else:
+            raise PyveneError(f"{key}: no source activation for timestep {step}")
+        extra = None
+        if module_input is not None:  # adaptor-style: the module input of the same step
+            in_rows = module_input if layout is None else layout.base_rows(module_input)
+            in_site = HookSite(site.module, site.module_path, "input", site.component, None, None)
+            extra = {"args": step_view(in_rows, in_site)}
+        subspaces = state.subspaces.get(key)
+        out = apply_intervention(intervention, base, source, subspaces, units is None, state, extra)
+        if collect:
+            if hit is None:
+                every.append(out)
+            else:
+                buffer[0] = fill(buffer[0], hit, out)
+            return None
+        if out is None:
+            return None
+        new = write_step(rows, site, out, mask)
+        return new if layout is None else layout.replace_base(x, new)
+
+    def finish() -> None:
+        units = state.base_units.get(key)
+        if units is not None and units.bounds[1] >= calls:
+            raise out_of_range(key, site, "base", units.bounds[1], calls)
+        if collect:
+            value = torch.stack(every, 1) if units is None and every else buffer[0]
+            if value is not None:
+                state.collected.setdefault(key, []).append(value)
+
+    session.on_exit(finish)
+    return setter
