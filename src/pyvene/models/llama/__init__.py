@@ -1,0 +1,1 @@
+"""The original's per-architecture import path (``pyvene.models.llama``)."""
