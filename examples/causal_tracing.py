@@ -27,7 +27,8 @@ def main(out: str = "causal_trace.png") -> None:
     )  # fmt: skip
     print(f"p(Paris): clean {result.clean_prob:.3f}, corrupted {result.corrupted_prob:.3f}")
     grid = result.grids["block_output"]
-    layer, token = divmod(int(grid[:, : result.subject[1]].argmax()), grid.shape[1])
+    subject_end = result.subject[1]  # grid is (layers, tokens); argmax of the subject columns
+    layer, token = divmod(int(grid[:, :subject_end].argmax()), subject_end)
     print(f"strongest subject site: token {result.tokens[token]!r} at layer {layer}")
     late = int(grid[:, -1].argmax())
     print(f"strongest last-token site: layer {late} (p={grid[late, -1]:.3f})")

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pyvene.cli import main
+from pyvene.cli import format_table, main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PROMPT = "The Eiffel Tower is in the city of"
@@ -42,6 +42,19 @@ def test_trace_end_to_end_writes_png(bundled, tmp_path, monkeypatch, capsys):
     assert "iffel" in out and "    22    29" in out.replace("|", " ")
     width, height = png_size(tmp_path / "trace.png")  # default name, in the cwd
     assert width > 600 and height > 150
+
+
+def test_trace_progress_bar(bundled, tmp_path, monkeypatch, capsys):
+    """A tqdm bar on stderr by default (stdout keeps only the tables); --no-progress: none."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["trace", PROMPT, "--target", " Paris", "--subject", "Tower", "--samples", "1",
+            "--layers", "29", "--kinds", "block_output"]  # fmt: skip
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "patching" in captured.err and "%|" in captured.err
+    assert "patching" not in captured.out
+    assert main(argv + ["--no-progress"]) == 0
+    assert "patching" not in capsys.readouterr().err
 
 
 def test_trace_out_formats(bundled, tmp_path):
@@ -79,6 +92,15 @@ def test_user_errors_are_one_line(bundled, argv, needle, capsys):
     assert main(argv + ["--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err and "Traceback" not in err
+
+
+def test_table_columns_stay_apart():
+    import torch
+
+    table = format_table(torch.tensor([[-4.861], [-10.5]]), ["When"], [0, 1])
+    assert table.splitlines()[2].split() == ["When", "|", "-4.861", "-10.500"]
+    table = format_table(torch.tensor([[0.25], [0.5]]), ["of"], [22, 29])
+    assert "of | 0.250 0.500" in table and "|    22    29" in table
 
 
 def test_console_entry_point_exit_code():

@@ -60,16 +60,19 @@ def _layers(spec: str | None, n_layers: int) -> list[int] | None:
 
 
 def format_table(grid: torch.Tensor, rows: Sequence[str], layers: Sequence[int]) -> str:
-    """A ``(layers, rows)`` grid printed with one line per row label and one column per layer."""
+    """A ``(layers, rows)`` grid printed with one line per row label and one column per layer
+    (columns at least one space apart, also for negative or large values)."""
     from .analysis.plots import clean_token
 
     names = [repr(clean_token(r))[1:-1] for r in rows]
     width = max(len(n) for n in names)
-    head = " " * width + " |" + "".join(f"{layer:>6d}" for layer in layers)
+    cells = [[f"{float(v):.3f}" for v in grid[:, i]] for i in range(len(names))]
+    col = max([6, *(len(str(layer)) + 1 for layer in layers)]
+              + [len(c) + 1 for row in cells for c in row])  # fmt: skip
+    head = " " * width + " |" + "".join(f"{layer:>{col}d}" for layer in layers)
     lines = [head, "-" * len(head)]
-    for i, name in enumerate(names):
-        vals = "".join(f"{float(v):6.3f}" for v in grid[:, i])
-        lines.append(f"{name:>{width}} |{vals}")
+    for name, row in zip(names, cells):
+        lines.append(f"{name:>{width}} |" + "".join(f"{c:>{col}}" for c in row))
     return "\n".join(lines)
 
 

@@ -64,12 +64,12 @@ def patching_sweep(
     positions: Sequence[int] | None = None,
     heads: Sequence[int] | None = None,
     *,
-    window: int = 1,
+    window: int | dict[str, int] = 1,
     per_position: bool | None = None,
     method: str = "auto",
     max_rows: int | None = None,
     memory_budget: int = 1 << 29,
-    progress: bool = True,
+    progress: bool | Any = True,
 ) -> SweepResult:
     """Restore each source activation into the base run, one cell at a time, as one job.
 
@@ -77,7 +77,9 @@ def patching_sweep(
     ``inputs_embeds`` (same length; source batch 1 or equal to base's; a cell's value is the
     mean over base examples). ``metric``: callable on last-position logits ``(rows, vocab)
     -> (rows,)`` or a token id (its probability). ``layers``/``positions``: default all.
-    ``window``: restore ``window`` consecutive layers centred on each layer (ROME: 10).
+    ``window``: restore ``window`` consecutive layers centred on each layer (ROME: 10); a
+    dict gives it per component (missing: 1). All components are one job: one source run,
+    one base run, and rows of different components share batches.
 
     Head components (``head_*``) sweep ``heads`` (default all) at all ``positions`` at once
     (grid ``(layers, heads)``) unless ``per_position=True`` (grid ``(layers, heads,
@@ -94,7 +96,9 @@ def patching_sweep(
     shapes: dict[str, tuple[int, ...]] = {}
     head_list: list[int] | None = None
     pos_list = list(range(seq)) if positions is None else [int(p) % seq for p in positions]
+    windows = window if isinstance(window, dict) else dict.fromkeys(comps, window)
     for comp in comps:
+        window = int(windows.get(comp, 1))
         site = resolve_site(model, layers[0], comp)
         if site.is_head:
             head_list = list(range(site.heads)) if heads is None else [int(h) for h in heads]
@@ -136,7 +140,7 @@ def patching_sweep(
         out[comp][idx] = v
     return SweepResult(
         out, layers, pos_list, head_list, float(base_v), float(src_v),
-        meta={"window": window, "metric": getattr(metric, "__name__", "metric")},
+        meta={"window": windows, "metric": getattr(metric, "__name__", "metric")},
     )  # fmt: skip
 
 

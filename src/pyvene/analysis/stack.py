@@ -6,6 +6,9 @@ from the base run's hidden state at layer ``l``, compute only the query position
 and attend to the base run's keys/values of positions ``< t`` through :class:`PrefixKV`, a
 duck-typed cache. Logits are computed for the last position only.
 
+At the last layer only the last position is needed: :meth:`LayerStack.tail_modules` names
+the modules whose input the sweep cuts to that position.
+
 Families with an adapter: GPT-2 (``h[l]`` blocks) and the llama-like models whose decoder
 layers take ``position_embeddings`` from ``model.rotary_emb`` (llama, mistral without an
 active sliding window, qwen2, qwen3). Anything else returns ``None`` from :func:`layer_stack`
@@ -89,6 +92,17 @@ class LayerStack:
         else:
             out = layer(hidden, **{self.cache_arg: kv}, **kwargs)
         return out[0] if isinstance(out, tuple) else out
+
+    def tail_modules(self, index: int) -> list[nn.Module]:
+        """The modules of layer ``index`` whose first input can be cut to the last position
+        when only the last position's output is read: the attention output projection (its
+        input is the attention output, computed for all query positions from keys/values of
+        all positions) and the MLP. The residual adds then broadcast ``(rows, 1, d)`` over
+        the positions; only the last position of the layer's output is meaningful."""
+        layer = self.layers[index]
+        if self.kind == "gpt2":
+            return [layer.attn.c_proj, layer.mlp]
+        return [layer.self_attn.o_proj, layer.mlp]
 
     def logits(self, last_hidden: torch.Tensor) -> torch.Tensor:
         """Logits from the last layer's output at one position, ``(rows, d) -> (rows, V)``."""

@@ -4,9 +4,10 @@ probability of the target token, averaged over the noise samples.
 
 Three grids, each ``(layers, tokens)``: ``block_output`` (single hidden states), and
 ``mlp_output`` / ``attention_output`` restored over a run of ``window`` layers centred on the
-layer (ROME's "run of 10 MLP lookups / attention modules"). All cells of a grid are one
-batched job (:func:`.patching.patching_sweep`); each equals a per-cell IntervenableModel run
-with the noised embeddings as base input and the clean prompt as source.
+layer (ROME's "run of 10 MLP lookups / attention modules"). The cells of all grids are one
+batched job (:func:`.patching.patching_sweep`: one clean run, one run of the noised inputs,
+shared batches); each equals a per-cell IntervenableModel run with the noised embeddings as
+base input and the clean prompt as source.
 """
 
 from __future__ import annotations
@@ -135,9 +136,12 @@ def causal_trace(
     with an absolute scale. ``samples`` seeded noise samples are averaged. ``window`` layers
     are restored together for the mlp/attention grids. ``kinds``: which grids.
     """
+    kinds = list(dict.fromkeys(kinds))
+    if not kinds:
+        raise TraceInputError(f"no trace kinds given; choose from {list(KINDS)}")
     bad = [k for k in kinds if k not in KINDS]
     if bad:
-        raise ValueError(f"unknown trace kind(s) {bad}; choose from {list(KINDS)}")
+        raise TraceInputError(f"unknown trace kind(s) {bad}; choose from {list(KINDS)}")
     target_id = target_token_id(tokenizer, target)
     span = subject_span(tokenizer, prompt, subject)
     device = next(model.parameters()).device
@@ -148,16 +152,13 @@ def causal_trace(
     metric = token_probability(target_id)
     n_layers = num_layers(model)
     layer_list = list(range(n_layers)) if layers is None else list(layers)
-    grids: dict[str, torch.Tensor] = {}
-    clean = dirty = float("nan")
-    for kind in kinds:
-        res = patching_sweep(
-            model, {"inputs_embeds": corrupted}, {"input_ids": ids}, metric, kind, layer_list,
-            window=1 if kind == "block_output" else window, method=method,
-            memory_budget=memory_budget, progress=progress,
-        )  # fmt: skip
-        grids[kind] = res[kind]
-        clean, dirty = res.source_value, res.base_value
+    res = patching_sweep(
+        model, {"inputs_embeds": corrupted}, {"input_ids": ids}, metric, kinds, layer_list,
+        window={k: 1 if k == "block_output" else window for k in kinds}, method=method,
+        memory_budget=memory_budget, progress=progress,
+    )  # fmt: skip
+    grids = {kind: res[kind] for kind in kinds}
+    clean, dirty = res.source_value, res.base_value
     return TraceResult(
         grids, tokenizer.convert_ids_to_tokens(ids[0].tolist()), layer_list, span, target,
         target_id, clean, dirty, samples, float(level), window,
