@@ -3,6 +3,7 @@ subspaces, early-stopped source runs — each against plain hooks or closed form
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import ids
 
@@ -241,3 +242,20 @@ def test_config_forms_and_json(gpt2):
     pvm = pv.IntervenableModel({"intervention": pv.ZeroIntervention}, gpt2)  # class accepted
     _, out = pvm(ids(1, 4, 22), unit_locations={"base": 0})
     assert out.logits.shape == (1, 4, 50)
+
+
+def test_a_call_where_no_intervention_has_a_source_warns_at_the_callers_line(gpt2):
+    """The seeds' Tutorial 6 form: an AdditionIntervention given no source runs nothing; say
+    so (naming this file) instead of silently returning the plain model's output."""
+    pvm = pv.IntervenableModel(
+        {"layer": 1, "component": "block_output", "intervention_type": pv.AdditionIntervention},
+        gpt2,
+    )
+    base = ids(1, 5, 3)
+    with pytest.warns(UserWarning, match="AdditionIntervention needs a source") as rec:
+        _, out = pvm(base)
+    assert rec[0].filename == __file__
+    assert torch.equal(out.logits, gpt2(**base).logits)
+    with pytest.warns(UserWarning, match="no intervention runs") as rec:
+        pvm.generate(base, max_new_tokens=2, do_sample=False)
+    assert rec[0].filename == __file__

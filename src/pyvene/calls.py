@@ -4,6 +4,7 @@ then run the passes of :mod:`pyvene.engine` and shape the result as the original
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ from .engine import (
     slice_rows,
     stack_inputs,
 )
-from .errors import ConfigError, LocationError
+from .errors import ConfigError, LocationError, user_stacklevel
 from .hooks import HookSession
 from .locations import broadcast, broadcast_subspaces, normalize, sides_to_units
 
@@ -112,6 +113,15 @@ def _plan(pvm, sources, given) -> tuple[list[Slot], dict[int, list[Slot]]]:
         elif sources[slot.group] is not None:
             active.append(slot)
             runs.setdefault(slot.group, []).append(slot)
+    if pvm._slots and not active:
+        names = ", ".join(sorted({type(s.intervention).__name__ for s in pvm._slots}))
+        warnings.warn(
+            f"no intervention runs in this call: {names} needs a source and none was given "
+            "(sources=[...], source_representations=..., or a stored source_representation); "
+            "the model ran unchanged",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
     return active, runs
 
 

@@ -4,7 +4,11 @@ closest match, so a typo is fixed from the message alone."""
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Iterable
+from pathlib import Path
+
+import torch
 
 
 class PyveneError(Exception):
@@ -51,3 +55,18 @@ def choices_message(what: str, bad: object, choices: Iterable[str]) -> str:
     if near:
         msg += f" Did you mean {' or '.join(repr(n) for n in near)}?"
     return msg
+
+
+_PACKAGE = str(Path(__file__).resolve().parent)
+_TORCH_MODULE = str(Path(torch.nn.modules.module.__file__).resolve())
+
+
+def user_stacklevel() -> int:
+    """``warnings.warn`` stacklevel of the first frame outside pyvene (and outside
+    ``nn.Module.__call__``), so that a warning names the user's line."""
+    level, frame = 2, sys._getframe(2)  # 2: the caller of the function that warns
+    while frame is not None and (
+        frame.f_code.co_filename.startswith(_PACKAGE) or frame.f_code.co_filename == _TORCH_MODULE
+    ):
+        level, frame = level + 1, frame.f_back
+    return level

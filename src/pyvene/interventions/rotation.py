@@ -20,16 +20,14 @@ fp16/bf16 models; outputs come back in the base's dtype.
 
 from __future__ import annotations
 
-import sys
 import warnings
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import orthogonal
 
-from ..errors import ConfigError, DimensionMismatchError
+from ..errors import ConfigError, DimensionMismatchError, user_stacklevel
 from .base import (
     BasisAgnosticIntervention,
     DistributedRepresentationIntervention,
@@ -40,16 +38,6 @@ from .base import (
 )
 
 _HALF = (torch.float16, torch.bfloat16)
-_PACKAGE = str(Path(__file__).resolve().parents[1])
-
-
-def _user_stacklevel() -> int:
-    """``warnings.warn`` stacklevel of the first frame outside pyvene, so that a warning raised
-    while ``IntervenableModel(config, model)`` builds an intervention names the user's line."""
-    level, frame = 2, sys._getframe(2)  # 2: the caller of the function that warns
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
-        level, frame = level + 1, frame.f_back
-    return level
 
 
 class RotateLayer(nn.Module):
@@ -164,7 +152,7 @@ class RotatedSpaceIntervention(_Rotated):
                 "RotatedSpaceIntervention is a full-rank rotation; low_rank_dimension has no "
                 "effect. Use LowRankRotatedSpaceIntervention for an r-dim subspace.",
                 UserWarning,
-                stacklevel=_user_stacklevel(),
+                stacklevel=user_stacklevel(),
             )
 
     def forward(self, base, source=None, subspaces=None, **kwargs):
