@@ -7,7 +7,14 @@ import torch
 from conftest import ids, make_gpt2, make_llama
 
 import pyvene as pv
-from pyvene.analysis import Cell, head_sweep, logit_difference, patching_sweep, window_layers
+from pyvene.analysis import (
+    Cell,
+    head_sweep,
+    logit_difference,
+    patching_sweep,
+    planning,
+    window_layers,
+)
 from pyvene.analysis import cells as cells_mod
 from pyvene.analysis.tracing import (
     TraceInputError,
@@ -141,7 +148,7 @@ def test_shared_prefix_trims_rows():
     sites = {k: cells_mod._Site(model, *k, src[k].shape[-1]) for k in keys}
     todo = [Cell("block_input", (1,), (p,)) for p in range(7)]
     todo.append(Cell("block_input", (1,), tuple(range(7))))  # all positions: starts at 3 / 1
-    rows, known = cells_mod._plan_rows(todo, 2, sites, src, bas, 3)
+    rows, known = planning._plan_rows(todo, 2, sites, src, bas, 3)
     assert sorted(known) == [(0, 0), (0, 1), (1, 0), (2, 0)]
     assert {(r.cell, r.b): r.q for r in rows}[(7, 0)] == 3
     assert {(r.cell, r.b): r.q for r in rows}[(7, 1)] == 1
@@ -166,14 +173,14 @@ def test_position_buckets_agree(tiny, overhead):
 
 
 def test_bucket_plan_merges_for_overhead():
-    rows = [cells_mod._Row(i, 0, i % 3, q) for i, q in enumerate([0, 2, 2, 5, 5, 5])]
+    rows = [planning._Row(i, 0, i % 3, q) for i, q in enumerate([0, 2, 2, 5, 5, 5])]
 
     def plan(overhead):
-        return [q for q, _ in cells_mod._buckets(rows, 8, 3, lambda n: 100, overhead)]
+        return [q for q, _ in planning._buckets(rows, 8, 3, lambda n: 100, overhead)]
 
     assert plan(0) == [0, 2, 5]
     assert plan(float("inf")) == [0]
-    chosen = cells_mod._buckets(rows, 8, 3, lambda n: 100, 10)
+    chosen = planning._buckets(rows, 8, 3, lambda n: 100, 10)
     assert sorted(r.cell for _, members in chosen for r in members) == list(range(6))
 
 

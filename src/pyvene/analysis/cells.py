@@ -25,7 +25,6 @@ Models without a layer adapter use whole-model runs of the packed rows (same pat
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,14 +35,8 @@ from torch import nn
 
 from ..families import resolve_site
 from ..hooks import HookSession
+from .planning import _chunks, _plan_rows
 from .stack import LayerStack, PrefixKV, layer_stack
-
-# A layer call's fixed cost (Python, kernel launches), in token-layers of compute: weighs the
-# call count against the positions a merged bucket recomputes. Measured on a 2-core CPU with
-# SmolLM2-135M: ~1 ms per call against ~40 us per token-layer (16-48 time the same). On
-# GPUs the calls dominate.
-OVERHEAD_TOKENS = {"cpu": 32}
-OVERHEAD_TOKENS_DEFAULT = 4096
 
 
 @dataclass(frozen=True)
@@ -165,72 +158,6 @@ def _kv(cache: Any, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
     if hasattr(cache, "layers"):
         return cache.layers[layer].keys, cache.layers[layer].values
     return cache.key_cache[layer], cache.value_cache[layer]
-
-
-@dataclass(frozen=True)
-class _Row:
-    cell: int  # index into the canonical cells
-    b: int  # base example
-    start: int  # first layer computed (stack)
-    q: int  # first position not known to equal the base run
-
-
-def _plan_rows(todo, nb, sites, src, base, n_layers):
-    """The rows to compute, and the (cell, b) rows that equal the base run."""
-    tables = {key: sites[key].differs(src[key], base[key]) for key in sites}
-    rows, known = [], []
-    for i, cell in enumerate(todo):
-        start = min(cell.layers) if n_layers else 0
-        per_layer = [tables[(cell.component, k)] for k in cell.layers]
-        for b in range(nb):
-            q = None
-            for p in cell.positions:
-                for whole, by_head in per_layer:
-                    if whole[b][p] if cell.head is None else by_head[b][p][cell.head]:
-                        q = p
-                        break
-                if q is not None:
-                    break
-            if q is None:
-                known.append((i, b))
-            else:
-                rows.append(_Row(i, b, start, q))
-    return rows, known
-
-
-def _buckets(rows: list[_Row], seq: int, n_layers: int, rows_per, overhead: float):
-    """Partition rows by first position into buckets (contiguous ranges of ``q``) that
-    minimise modelled cost: computed token-layers plus ``overhead`` per layer call."""
-    by_q: dict[int, list[_Row]] = defaultdict(list)
-    for r in rows:
-        by_q[r.q].append(r)
-    qs = sorted(by_q)
-    # At most 256 candidate buckets (long prompts): merge neighbouring values.
-    step = max(1, math.ceil(len(qs) / 256))
-    groups = [qs[i : i + step] for i in range(0, len(qs), step)]
-    n = [sum(len(by_q[q]) for q in g) for g in groups]
-    work = [sum(n_layers - r.start for q in g for r in by_q[q]) for g in groups]
-    first = [min(r.start for q in g for r in by_q[q]) for g in groups]
-    best = [0.0] + [math.inf] * len(groups)
-    cut = [0] * (len(groups) + 1)
-    for j in range(1, len(groups) + 1):
-        cnt = w = 0
-        lo = n_layers
-        for i in range(j, 0, -1):  # bucket = groups[i-1 .. j-1], starting at position q_i
-            cnt, w, lo = cnt + n[i - 1], w + work[i - 1], min(lo, first[i - 1])
-            q_len = seq - groups[i - 1][0]
-            calls = math.ceil(cnt / rows_per(q_len)) * (n_layers - lo)
-            cost = best[i - 1] + w * q_len + overhead * calls
-            if cost < best[j]:
-                best[j], cut[j] = cost, i - 1
-    out = []
-    j = len(groups)
-    while j > 0:
-        i = cut[j]
-        members = [r for g in groups[i:j] for q in g for r in by_q[q]]
-        out.append((groups[i][0], members))
-        j = i
-    return out[::-1]
 
 
 class _Patches:
@@ -390,36 +317,6 @@ def _input_device(inputs: dict[str, torch.Tensor]) -> torch.device:
     return next(iter(inputs.values())).device
 
 
-def _chunks(rows, stack, model, seq, max_rows, budget, overhead, device):
-    """``[(q_start, rows, work)]``, the batches to run (rows sorted by first layer), and the
-    call overhead in token-layers (``work`` counts token-layers plus overhead per call)."""
-
-    def rows_per(q_len: int) -> int:
-        return _rows_per_chunk(model, q_len, max_rows, budget)
-
-    if overhead is None:
-        overhead = OVERHEAD_TOKENS.get(torch.device(device).type, OVERHEAD_TOKENS_DEFAULT)
-    if not rows:
-        return [], overhead
-    if stack is None:
-        per = rows_per(seq)
-        return [
-            (0, rows[i : i + per], len(rows[i : i + per])) for i in range(0, len(rows), per)
-        ], overhead
-    n_layers = stack.num_layers
-    plan = []
-    for q_start, members in _buckets(rows, seq, n_layers, rows_per, overhead):
-        members.sort(key=lambda r: (r.start, r.cell, r.b))
-        per = rows_per(seq - q_start)
-        for i in range(0, len(members), per):
-            chunk = members[i : i + per]
-            q_len = seq - q_start
-            work = sum(n_layers - r.start for r in chunk) * q_len
-            work += overhead * (n_layers - chunk[0].start)
-            plan.append((q_start, chunk, work))
-    return plan, overhead
-
-
 def _run_stack(stack, patches, chunk, store, base_out, row_b, nb, bar, overhead):
     cache = base_out.get("cache")  # transformers >= 5.24 (``past_key_values`` before)
     if cache is None:
@@ -460,17 +357,6 @@ def _run_stack(stack, patches, chunk, store, base_out, row_b, nb, bar, overhead)
             if bar is not None:
                 bar.update(n_active * q_len + overhead)
     return stack.logits(hidden[:, -1])
-
-
-def _rows_per_chunk(model, q_len: int, max_rows: int | None, budget: int) -> int:
-    if max_rows:
-        return int(max_rows)
-    cfg = model.config
-    d = getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd", 768)
-    inter = getattr(cfg, "intermediate_size", None) or 4 * d
-    vocab = getattr(cfg, "vocab_size", 50000)
-    per_row = 4 * (q_len * (8 * d + 3 * inter + 4 * q_len) + 3 * vocab)
-    return max(1, budget // per_row)
 
 
 def _bar(progress, plan):
