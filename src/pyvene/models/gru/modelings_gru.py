@@ -19,7 +19,7 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutput,
 )
 
-from ..mlp.modelings_mlp import _classification_loss
+from ..heads import ResearchHead, classification_loss
 
 
 class GRUConfig(PretrainedConfig):
@@ -139,7 +139,7 @@ class GRUModel(nn.Module):
         return (seq, last, all_hidden) if all_hidden is not None else (seq, last)
 
 
-class GRUForClassification(nn.Module):
+class GRUForClassification(ResearchHead):
     config_class = GRUConfig
     base_model_prefix = "gru"
 
@@ -149,14 +149,6 @@ class GRUForClassification(nn.Module):
         self.gru = GRUModel(config)
         self.score = nn.Linear(config.h_dim, config.n_labels, bias=config.include_bias)
 
-    @property
-    def base_model(self) -> GRUModel:
-        return self.gru
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
     def forward(
         self,
         input_ids=None,
@@ -167,12 +159,7 @@ class GRUForClassification(nn.Module):
         return_dict=None,
         **kwargs,
     ):
-        out = self.gru(
-            input_ids=input_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            output_hidden_states=output_hidden_states,
-        )
+        out = self.run_base(input_ids, position_ids, inputs_embeds, output_hidden_states)
         logits = self.score(out[0])
         batch = logits.shape[0]
         pad = getattr(self.config, "pad_token_id", None)
@@ -181,7 +168,7 @@ class GRUForClassification(nn.Module):
         else:
             last = torch.full((batch,), logits.shape[1] - 1, device=logits.device)
         pooled = logits[torch.arange(batch, device=logits.device), last]
-        loss = _classification_loss(self.config, pooled, labels)
+        loss = classification_loss(self.config, pooled, labels)
         if return_dict:
             hidden = out[2] if len(out) > 2 else None
             return SequenceClassifierOutput(
@@ -191,7 +178,7 @@ class GRUForClassification(nn.Module):
         return (loss, *rest) if loss is not None else rest
 
 
-class GRULMHeadModel(nn.Module):
+class GRULMHeadModel(ResearchHead):
     config_class = GRUConfig
     base_model_prefix = "gru"
 
@@ -200,14 +187,6 @@ class GRULMHeadModel(nn.Module):
         self.config = config
         self.gru = GRUModel(config)
         self.lm_head = nn.Linear(config.h_dim, config.vocab_size, bias=False)
-
-    @property
-    def base_model(self) -> GRUModel:
-        return self.gru
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
 
     def forward(
         self,
@@ -219,12 +198,7 @@ class GRULMHeadModel(nn.Module):
         return_dict=None,
         **kwargs,
     ):
-        out = self.gru(
-            input_ids=input_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            output_hidden_states=output_hidden_states,
-        )
+        out = self.run_base(input_ids, position_ids, inputs_embeds, output_hidden_states)
         logits = self.lm_head(out[0])
         loss = None
         if labels is not None:

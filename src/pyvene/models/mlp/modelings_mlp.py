@@ -11,6 +11,8 @@ from transformers import PretrainedConfig
 from transformers.activations import ACT2FN
 from transformers.modeling_outputs import BaseModelOutput, SequenceClassifierOutput
 
+from ..heads import ResearchHead, classification_loss
+
 
 class MLPConfig(PretrainedConfig):
     model_type = "mlp"
@@ -105,7 +107,7 @@ class MLPModel(nn.Module):
         return (hidden, all_hidden) if all_hidden is not None else (hidden,)
 
 
-class MLPForClassification(nn.Module):
+class MLPForClassification(ResearchHead):
     config_class = MLPConfig
     base_model_prefix = "mlp"
 
@@ -114,14 +116,6 @@ class MLPForClassification(nn.Module):
         self.config = config
         self.mlp = MLPModel(config)
         self.score = nn.Linear(config.h_dim, config.num_classes, bias=config.include_bias)
-
-    @property
-    def base_model(self) -> MLPModel:
-        return self.mlp
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
 
     def forward(
         self,
@@ -133,17 +127,13 @@ class MLPForClassification(nn.Module):
         return_dict=None,
         **kwargs,
     ):
-        out = self.mlp(
-            input_ids=input_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            output_hidden_states=output_hidden_states,
-            return_dict=False,
+        out = self.run_base(
+            input_ids, position_ids, inputs_embeds, output_hidden_states, return_dict=False
         )
         logits = self.score(out[0])
         if self.config.squeeze_output:
             logits = logits.squeeze(1)
-        loss = _classification_loss(self.config, logits, labels)
+        loss = classification_loss(self.config, logits, labels)
         if _return_dict(self.config, return_dict):
             hidden = out[1] if len(out) > 1 else None
             return SequenceClassifierOutput(
@@ -151,16 +141,3 @@ class MLPForClassification(nn.Module):
             )
         rest = (logits, *out[1:])
         return (loss, *rest) if loss is not None else rest
-
-
-def _classification_loss(config, logits: torch.Tensor, labels) -> torch.Tensor | None:
-    """HF's problem_type rules: regression (MSE), single-label (CE), multi-label (BCE)."""
-    if labels is None:
-        return None
-    n = logits.shape[-1]
-    kind = config.problem_type
-    if kind == "regression":
-        return nn.functional.mse_loss(logits.squeeze(), labels.squeeze().to(logits.dtype))
-    if kind == "multi_label_classification":
-        return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
-    return nn.functional.cross_entropy(logits.reshape(-1, n), labels.reshape(-1).long())

@@ -1,0 +1,48 @@
+"""Plumbing shared by the research models' task heads (MLP and GRU classifiers, GRU LM):
+the base model under ``base_model_prefix``, ``device``, the base call, and HF's loss rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class ResearchHead(nn.Module):
+    """A task head over a base model stored as attribute ``base_model_prefix``."""
+
+    base_model_prefix: str
+
+    @property
+    def base_model(self) -> nn.Module:
+        return getattr(self, self.base_model_prefix)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def run_base(
+        self, input_ids, position_ids, inputs_embeds, output_hidden_states, **extra: Any
+    ) -> tuple:
+        """The base model's tuple output for the arguments every head forwards."""
+        return self.base_model(
+            input_ids=input_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_hidden_states=output_hidden_states,
+            **extra,
+        )
+
+
+def classification_loss(config, logits: torch.Tensor, labels) -> torch.Tensor | None:
+    """HF's problem_type rules: regression (MSE), single-label (CE), multi-label (BCE)."""
+    if labels is None:
+        return None
+    n = logits.shape[-1]
+    kind = config.problem_type
+    if kind == "regression":
+        return nn.functional.mse_loss(logits.squeeze(), labels.squeeze().to(logits.dtype))
+    if kind == "multi_label_classification":
+        return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+    return nn.functional.cross_entropy(logits.reshape(-1, n), labels.reshape(-1).long())
