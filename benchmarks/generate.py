@@ -17,16 +17,6 @@ import pyvene as pv
 from pyvene.zoo import load_smollm2
 
 
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=7)
@@ -51,12 +41,15 @@ def main() -> None:
     def steered():
         return pvm.generate(inputs, source_representations=vec * 0.5, **gen)
 
-    # interleave to spread machine noise evenly over both
+    # alternate single calls so that drifting machine load hits both sides alike
+    plain(), steered()  # warm-up
     t_plain, t_steer = [], []
-    for _ in range(3):
-        t_plain.append(timed(plain, args.repeats))
-        t_steer.append(timed(steered, args.repeats))
-    a, b = min(t_plain), min(t_steer)
+    for _ in range(3 * args.repeats):
+        for fn, times in ((plain, t_plain), (steered, t_steer)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    a, b = statistics.median(t_plain), statistics.median(t_steer)
     print(f"device: cpu, threads: {torch.get_num_threads()}, new tokens: {args.new_tokens}")
     print(f"model.generate           {a * 1e3:8.1f} ms")
     print(f"pvm.generate (steering)  {b * 1e3:8.1f} ms")
