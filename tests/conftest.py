@@ -52,3 +52,33 @@ def llama_wide_heads():
 def ids(batch: int, seq: int, seed: int) -> dict:
     g = torch.Generator().manual_seed(seed)
     return {"input_ids": torch.randint(1, VOCAB, (batch, seq), generator=g)}
+
+
+def first(x):
+    """The first element of a module output that is a tuple, else the output itself."""
+    return x[0] if isinstance(x, tuple) else x
+
+
+def hooked(module, side, fn):
+    """Plain torch hook on ``module``'s first input or output: ``fn(tensor)`` returns a
+    replacement or None. The reference every conformance test compares pyvene against."""
+    if side == "output":
+
+        def hook(mod, args, out):
+            new = fn(first(out))
+            if new is None:
+                return None
+            return (new, *out[1:]) if isinstance(out, tuple) else new
+
+        return module.register_forward_hook(hook)
+
+    def pre(mod, args, kwargs):
+        key = 0 if args else ("hidden_states" if "hidden_states" in kwargs else next(iter(kwargs)))
+        new = fn(args[0] if args else kwargs[key])
+        if new is None:
+            return None
+        if args:
+            return (new, *args[1:]), kwargs
+        return args, {**kwargs, key: new}
+
+    return module.register_forward_pre_hook(pre, with_kwargs=True)

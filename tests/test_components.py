@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import ids
+from conftest import hooked, ids
 
 import pyvene as pv
 
@@ -52,10 +52,6 @@ def n_heads(model, kind):
     return c.num_key_value_heads if kind == "kv" else c.num_attention_heads
 
 
-def first(x):
-    return x[0] if isinstance(x, tuple) else x
-
-
 def ref_view(raw, model, part, head):
     """Independent reimplementation of the split: third of c_attn, then (B, S, H, Dh)."""
     if part is not None:
@@ -63,30 +59,6 @@ def ref_view(raw, model, part, head):
     if head is not None:
         raw = raw.view(raw.shape[0], raw.shape[1], n_heads(model, head), -1)
     return raw
-
-
-def hooked(module, side, fn):
-    """Plain torch hook: fn(tensor) -> replacement or None."""
-    if side == "output":
-
-        def hook(mod, args, out):
-            new = fn(first(out))
-            if new is None:
-                return None
-            return (new, *out[1:]) if isinstance(out, tuple) else new
-
-        return module.register_forward_hook(hook)
-
-    def pre(mod, args, kwargs):
-        x = args[0] if args else kwargs["hidden_states"]
-        new = fn(x)
-        if new is None:
-            return None
-        if args:
-            return (new, *args[1:]), kwargs
-        return args, {**kwargs, "hidden_states": new}
-
-    return module.register_forward_pre_hook(pre, with_kwargs=True)
 
 
 def read(model, ref, layer, inputs):

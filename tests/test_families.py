@@ -18,6 +18,7 @@ from __future__ import annotations
 import pytest
 import torch
 import transformers as T
+from conftest import hooked
 from transformers.utils import logging
 
 import pyvene as pv
@@ -417,40 +418,11 @@ def walk(model, path, layer):
     return obj
 
 
-def first(x):
-    if isinstance(x, tuple):
-        return x[0]
-    return x
-
-
 def out_tensor(out):
     """The model's main output (logits, ITM score, ...)."""
     if isinstance(out, tuple):
         return out[0]
     return out.logits if getattr(out, "logits", None) is not None else out[0]
-
-
-def hooked(module, side, fn):
-    if side == "output":
-
-        def hook(mod, args, out):
-            new = fn(first(out))
-            if new is None:
-                return None
-            return (new, *out[1:]) if isinstance(out, tuple) else new
-
-        return module.register_forward_hook(hook)
-
-    def pre(mod, args, kwargs):
-        key = 0 if args else ("hidden_states" if "hidden_states" in kwargs else next(iter(kwargs)))
-        new = fn(args[0] if args else kwargs[key])
-        if new is None:
-            return None
-        if args:
-            return (new, *args[1:]), kwargs
-        return args, {**kwargs, key: new}
-
-    return module.register_forward_pre_hook(pre, with_kwargs=True)
 
 
 def ref_view(raw, config, part, heads, batch):

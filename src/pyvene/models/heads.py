@@ -1,5 +1,6 @@
-"""Plumbing shared by the research models' task heads (MLP and GRU classifiers, GRU LM):
-the base model under ``base_model_prefix``, ``device``, the base call, and HF's loss rules."""
+"""Plumbing shared by the research models (MLP, GRU): ``device``, token + position embedding
+of ``input_ids``, the task heads' base model under ``base_model_prefix`` and base call, and
+HF's loss rules."""
 
 from __future__ import annotations
 
@@ -9,7 +10,32 @@ import torch
 from torch import nn
 
 
-class ResearchHead(nn.Module):
+class ResearchModule(nn.Module):
+    """``device`` as HF models have it."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+
+def embed_inputs(
+    model: nn.Module, input_ids, position_ids, inputs_embeds, shape: str
+) -> torch.Tensor:
+    """``inputs_embeds`` if given, else ``wte(input_ids) + wpe(position_ids)`` (positions
+    ``0..S-1`` by default); a model built without embeddings needs ``inputs_embeds``."""
+    if inputs_embeds is not None:
+        return inputs_embeds
+    if not model.config.include_emb:
+        raise ValueError(
+            f"{type(model).__name__} without embeddings (include_emb=False) needs "
+            f"inputs_embeds {shape}"
+        )
+    if position_ids is None:
+        position_ids = torch.arange(input_ids.shape[-1], device=input_ids.device)
+    return model.wte(input_ids) + model.wpe(position_ids)
+
+
+class ResearchHead(ResearchModule):
     """A task head over a base model stored as attribute ``base_model_prefix``."""
 
     base_model_prefix: str
@@ -17,10 +43,6 @@ class ResearchHead(nn.Module):
     @property
     def base_model(self) -> nn.Module:
         return getattr(self, self.base_model_prefix)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
 
     def run_base(
         self, input_ids, position_ids, inputs_embeds, output_hidden_states, **extra: Any

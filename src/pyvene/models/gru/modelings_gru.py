@@ -19,7 +19,7 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutput,
 )
 
-from ..heads import ResearchHead, classification_loss
+from ..heads import ResearchHead, ResearchModule, classification_loss, embed_inputs
 
 
 class GRUConfig(PretrainedConfig):
@@ -73,7 +73,7 @@ class GRUCell(nn.Module):
         return update * hidden + (1 - update) * new
 
 
-class GRUModel(nn.Module):
+class GRUModel(ResearchModule):
     config_class = GRUConfig
     base_model_prefix = ""
 
@@ -95,10 +95,6 @@ class GRUModel(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             module.bias.data.zero_()
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
     def forward(
         self,
         input_ids=None,
@@ -109,13 +105,7 @@ class GRUModel(nn.Module):
         return_dict=None,
         **kwargs,
     ):
-        if inputs_embeds is None:
-            if not self.config.include_emb:
-                raise ValueError("GRUModel without embeddings needs inputs_embeds (B, S, h_dim)")
-            inputs_embeds = self.wte(input_ids)
-            if position_ids is None:
-                position_ids = torch.arange(input_ids.shape[-1], device=input_ids.device)
-            inputs_embeds = inputs_embeds + self.wpe(position_ids)
+        inputs_embeds = embed_inputs(self, input_ids, position_ids, inputs_embeds, "(B, S, h_dim)")
         seq = self.dropout(inputs_embeds)
         batch, length, width = seq.shape
         all_hidden = [seq] if output_hidden_states else None

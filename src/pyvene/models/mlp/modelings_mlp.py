@@ -11,7 +11,7 @@ from transformers import PretrainedConfig
 from transformers.activations import ACT2FN
 from transformers.modeling_outputs import BaseModelOutput, SequenceClassifierOutput
 
-from ..heads import ResearchHead, classification_loss
+from ..heads import ResearchHead, ResearchModule, classification_loss, embed_inputs
 
 
 class MLPConfig(PretrainedConfig):
@@ -60,7 +60,7 @@ class MLPBlock(nn.Module):
         return self.dropout(self.act(self.ff1(hidden_states)))
 
 
-class MLPModel(nn.Module):
+class MLPModel(ResearchModule):
     config_class = MLPConfig
     base_model_prefix = ""
 
@@ -73,10 +73,6 @@ class MLPModel(nn.Module):
         self.dropout = nn.Dropout(config.pdrop)
         self.h = nn.ModuleList(MLPBlock(config) for _ in range(config.n_layer))
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
     def forward(
         self,
         input_ids=None,
@@ -86,13 +82,7 @@ class MLPModel(nn.Module):
         return_dict=None,
         **kwargs,
     ):
-        if inputs_embeds is None:
-            if not self.config.include_emb:
-                raise ValueError("MLPModel without embeddings needs inputs_embeds (B, 1, h_dim)")
-            inputs_embeds = self.wte(input_ids)
-            if position_ids is None:
-                position_ids = torch.arange(input_ids.shape[-1], device=input_ids.device)
-            inputs_embeds = inputs_embeds + self.wpe(position_ids)
+        inputs_embeds = embed_inputs(self, input_ids, position_ids, inputs_embeds, "(B, 1, h_dim)")
         hidden = self.dropout(inputs_embeds)
         all_hidden = [hidden] if output_hidden_states else None
         for block in self.h:
