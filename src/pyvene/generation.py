@@ -115,19 +115,16 @@ def generate(
     original = model.generate(**base, **kwargs) if output_original_output else None
     step = [-1]
 
-    def count(module, args, kw):
+    def count() -> None:
         step[0] += 1
 
-    handle = model.register_forward_pre_hook(count, with_kwargs=True)
-    try:
-        with HookSession() as session:
-            for slot in active:
-                gated = _gated(slot, state, batch, fire[slot.key], step, set(given))
-                with_input = wants_module_input(slot, pvm.as_adaptor)
-                session.on(slot.site.module, slot.site.hook, gated, with_input)
-            out = model.generate(**base, **kwargs)
-    finally:
-        handle.remove()
+    with HookSession() as session:
+        session.on_call(model, count)
+        for slot in active:
+            gated = _gated(slot, state, batch, fire[slot.key], step, set(given))
+            with_input = wants_module_input(slot, pvm.as_adaptor)
+            session.on(slot.site.module, slot.site.hook, gated, with_input)
+        out = model.generate(**base, **kwargs)
     pvm.full_intervention_outputs = state.full_outputs
     collects = [s.key for s in pvm._slots if getattr(s.intervention, "is_collect", False)]
     if collects:

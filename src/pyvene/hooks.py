@@ -1,17 +1,36 @@
-"""HookSession: installs forward (pre-)hooks for one pass, owns their handles and removes them
-in ``finally`` (also when the forward raises), so the wrapped model is left untouched and
-hooks a user installed are never removed. Adapters read and replace the hooked tensor in
-tensor / tuple / ModelOutput outputs and positional / keyword inputs."""
+"""HookSession: the hooks of one call, acting only for the thread (and call) that opened it.
+
+Why: hooks on a shared model fire for every thread's forward, so two threads calling one model
+(or a plain ``model(...)`` in another thread) would run each other's interventions; and a fresh
+hook closure per call makes ``torch.compile`` recompile every call. So each (module, side) gets
+ONE stable, module-level dispatcher hook (installed while some session uses it, reference
+counted across threads, removed by the last user), and the per-call functions live in the
+session, which is found through a context variable: a forward in a thread (or context) with no
+open session runs no pyvene code beyond one lookup. The dispatchers are hidden from dynamo
+(``torch.compiler.disable``, only once dynamo is imported), so compiled graphs never guard on
+per-call Python objects. Sessions remove what they installed in ``finally`` (also when the
+forward raises); hooks a user installed are never touched. Adapters read and replace the hooked
+tensor in tensor / tuple / ModelOutput outputs and positional / keyword inputs."""
 
 from __future__ import annotations
 
+import sys
+import threading
+import weakref
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 import torch
 from torch import nn
 
 TensorFn = Callable[[torch.Tensor], torch.Tensor | None]
+
+# the sessions open in this thread / context, in the order they were entered
+_OPEN: ContextVar[tuple[HookSession, ...]] = ContextVar("pyvene_hook_sessions", default=())
+_LOCK = threading.Lock()
+# (module, side) -> [handle, number of sessions using it]; an entry exists only while used
+_INSTALLED: dict[tuple[nn.Module, str], list[Any]] = {}
 
 
 class StopForward(Exception):
@@ -69,20 +88,114 @@ class Side(str):
         return obj
 
 
+def _dispatch_output(mod: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+    """The one forward hook of every hooked module: runs the open sessions' functions."""
+    sessions = _OPEN.get()
+    if not sessions:
+        return None
+    changed = False
+    for session in sessions:
+        for fn, with_input in session._fns.get((mod, "output"), ()):
+            out = _first_tensor_of_output(output)
+            if with_input:
+                key = _input_key(args, kwargs)
+                new = fn(out, args[key] if key == 0 else kwargs[key])
+            else:
+                new = fn(out)
+            if new is not None:
+                output, changed = _replace_output(output, new), True
+    return output if changed else None
+
+
+def _dispatch_input(mod: nn.Module, args: tuple, kwargs: dict) -> Any:
+    """The one forward pre-hook of every hooked module (``"call"`` functions take no tensor)."""
+    sessions = _OPEN.get()
+    if not sessions:
+        return None
+    changed = False
+    for session in sessions:
+        for fn, whole_call in session._fns.get((mod, "input"), ()):
+            if whole_call:
+                fn()
+                continue
+            key = _input_key(args, kwargs)
+            new = fn(args[key] if key == 0 else kwargs[key])
+            if new is None:
+                continue
+            if key == 0:
+                args = (new, *args[1:])
+            else:
+                kwargs = {**kwargs, key: new}
+            changed = True
+    return (args, kwargs) if changed else None
+
+
+_HIDDEN: dict[str, Callable[..., Any]] = {}
+
+
+def _dispatcher(side: str) -> Callable[..., Any]:
+    """The stable hook function for ``side``; hidden from dynamo once dynamo is imported (its
+    import costs seconds, and nothing compiles before it is imported)."""
+    plain = _dispatch_output if side == "output" else _dispatch_input
+    if "torch._dynamo" not in sys.modules:
+        return plain
+    hidden = _HIDDEN.get(side)
+    if hidden is None:
+        hidden = _HIDDEN[side] = torch.compiler.disable(plain)
+    return hidden
+
+
+def _acquire(module: nn.Module, side: str) -> None:
+    with _LOCK:
+        entry = _INSTALLED.get((module, side))
+        if entry is None:
+            if side == "output":
+                handle = module.register_forward_hook(_dispatcher(side), with_kwargs=True)
+            else:
+                handle = module.register_forward_pre_hook(_dispatcher(side), with_kwargs=True)
+            _INSTALLED[(module, side)] = [handle, 1]
+        else:
+            entry[1] += 1
+
+
+def _release(module: nn.Module, side: str) -> None:
+    with _LOCK:
+        entry = _INSTALLED[(module, side)]
+        entry[1] -= 1
+        if entry[1] == 0:
+            del _INSTALLED[(module, side)]
+            entry[0].remove()
+
+
+def open_sessions() -> tuple[HookSession, ...]:
+    """The sessions open in the calling thread (context), outermost first."""
+    return _OPEN.get()
+
+
 class HookSession:
-    """Context manager for the hooks of one forward pass.
+    """Context manager for the hooks of one call; they act only inside its ``with`` block and
+    only in the thread that entered it.
 
     ``on_output(module, fn)`` / ``on_input(module, fn)``: ``fn(tensor)`` returns a
-    replacement tensor or None (read only). Hooks on one module run in install order, each
-    seeing the previous one's result. ``on_exit(fn)`` runs ``fn()`` after the hooks are
-    removed, only when the block ended without an exception (e.g. a recurrent hook checks how
-    many timesteps ran once the forward is over).
+    replacement tensor or None (read only). ``on_call(module, fn)``: ``fn()`` before each
+    forward of ``module``. Functions on one module run in install order, each seeing the
+    previous one's result (sessions open in one thread: in the order they were entered).
+    ``on_exit(fn)`` runs ``fn()`` after the hooks are removed, only when the block ended
+    without an exception (e.g. a recurrent hook checks how many timesteps ran).
     """
 
     def __init__(self) -> None:
-        self._handles: list[Any] = []
+        self._fns: dict[tuple[nn.Module, str], list[tuple[Callable[..., Any], bool]]] = {}
         self._token_shapes: dict[int, dict[str, torch.Size]] = {}  # see _token_view
         self._on_exit: list[Callable[[], None]] = []
+        self._token: Any = None
+
+    def _add(self, module: nn.Module, side: str, fn: Callable[..., Any], flag: bool) -> None:
+        fns = self._fns.get((module, side))
+        if fns is None:
+            _acquire(module, side)
+            fns = self._fns[(module, side)] = []
+        fns.append((fn, flag))
 
     def on_exit(self, fn: Callable[[], None]) -> None:
         """Call ``fn()`` when the session closes after a forward that did not raise."""
@@ -90,31 +203,14 @@ class HookSession:
 
     def on_output(self, module: nn.Module, fn: TensorFn, with_input: bool = False) -> None:
         """``with_input``: call ``fn(output_tensor, input_tensor)`` (adaptor-style hooks)."""
-
-        def hook(mod, args, kwargs, output):
-            out = _first_tensor_of_output(output)
-            if with_input:
-                key = _input_key(args, kwargs)
-                new = fn(out, args[key] if key == 0 else kwargs[key])
-            else:
-                new = fn(out)
-            return None if new is None else _replace_output(output, new)
-
-        self._handles.append(module.register_forward_hook(hook, with_kwargs=True))
+        self._add(module, "output", fn, with_input)
 
     def on_input(self, module: nn.Module, fn: TensorFn) -> None:
-        def hook(mod, args, kwargs):
-            key = _input_key(args, kwargs)
-            new = fn(args[key] if key == 0 else kwargs[key])
-            if new is None:
-                return None
-            if key == 0:
-                return (new, *args[1:]), kwargs
-            kwargs = dict(kwargs)
-            kwargs[key] = new
-            return args, kwargs
+        self._add(module, "input", fn, False)
 
-        self._handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+    def on_call(self, module: nn.Module, fn: Callable[[], None]) -> None:
+        """``fn()`` before every forward of ``module`` in this session (e.g. step counting)."""
+        self._add(module, "input", fn, True)
 
     def on(self, module: nn.Module, side: str, fn: TensorFn, with_input: bool = False) -> None:
         tokens_from = getattr(side, "tokens_from", None)
@@ -132,12 +228,10 @@ class HookSession:
         if lead is None:
             lead = self._token_shapes[id(tokens_from)] = {}
 
-            def probe(mod, args, kwargs):
-                key = _input_key(args, kwargs)
-                lead["shape"] = (args[key] if key == 0 else kwargs[key]).shape[:-1]
+            def probe(t: torch.Tensor) -> None:
+                lead["shape"] = t.shape[:-1]
 
-            handle = tokens_from.register_forward_pre_hook(probe, with_kwargs=True)
-            self._handles.append(handle)
+            self.on_input(tokens_from, probe)
 
         def unflat(t: torch.Tensor) -> torch.Tensor:
             shape = lead.get("shape")
@@ -162,16 +256,72 @@ class HookSession:
         return wrapped
 
     def remove(self) -> None:
+        """Forget this session's functions and release its dispatchers (idempotent)."""
         self._token_shapes.clear()
-        while self._handles:
-            self._handles.pop().remove()
+        fns, self._fns = self._fns, {}
+        for module, side in fns:
+            _release(module, side)
 
     def __enter__(self) -> HookSession:
+        self._token = _OPEN.set((*_OPEN.get(), self))
         return self
 
     def __exit__(self, exc_type: Any, *exc: Any) -> None:
-        self.remove()
+        try:
+            self.remove()
+        finally:
+            token, self._token = self._token, None
+            try:
+                if token is not None:
+                    _OPEN.reset(token)
+            except (ValueError, RuntimeError):  # closed out of order or in another context
+                _OPEN.set(tuple(s for s in _OPEN.get() if s is not self))
         finishers, self._on_exit = self._on_exit, []
         if exc_type is None:
             for fn in finishers:
                 fn()
+
+
+def is_compiled(model: nn.Module) -> bool:
+    """True for ``torch.compile(model)`` wrappers and models compiled in place
+    (``model.compile()``)."""
+    if "torch._dynamo" not in sys.modules:
+        return False
+    from torch._dynamo.eval_frame import OptimizedModule
+
+    return (
+        isinstance(model, OptimizedModule)
+        or getattr(model, "_compiled_call_impl", None) is not None
+    )
+
+
+def hold_dispatchers(owner: object, pairs: list[tuple[nn.Module, str]]) -> None:
+    """Keep the dispatchers of ``pairs`` ((module, side)) installed while ``owner`` lives.
+
+    Why: a compiled graph calls the hooks that were installed when it was traced (dynamo does
+    not guard on module hooks by default), so on a compiled model the (inert outside calls)
+    dispatchers must already be there when a plain call triggers the compile."""
+    pairs = list(dict.fromkeys(pairs))
+    for module, side in pairs:
+        _acquire(module, side)
+    weakref.finalize(owner, _release_all, pairs)
+
+
+def _release_all(pairs: list[tuple[nn.Module, str]]) -> None:
+    for module, side in pairs:
+        _release(module, side)
+
+
+def dispatch_pairs(model: nn.Module, slots: list[Any]) -> list[tuple[nn.Module, str]]:
+    """Every (module, side) a call on ``slots`` may hook: sites (their input too for
+    input-reading sources), token-shape probes, and the model itself (generate's step count)."""
+    pairs: list[tuple[nn.Module, str]] = [(model, "input")]
+    for slot in slots:
+        side = slot.site.hook
+        pairs.append((slot.site.module, str(side)))
+        if getattr(slot.intervention, "source_from_input", False):
+            pairs.append((slot.site.module, "input"))
+        tokens_from = getattr(side, "tokens_from", None)
+        if tokens_from is not None:
+            pairs.append((tokens_from, "input"))
+    return pairs

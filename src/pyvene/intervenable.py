@@ -18,6 +18,7 @@ from .config import VALID_UNITS, IntervenableConfig, RepresentationConfig
 from .engine import Slot
 from .errors import ConfigError, UnknownComponentError, choices_message
 from .families import is_module_path, resolve_site
+from .hooks import dispatch_pairs, hold_dispatchers, is_compiled
 from .interventions.basic import LambdaIntervention
 
 
@@ -154,6 +155,8 @@ class IntervenableModel(nn.Module):
         else:
             self._n_groups = len(self._slots)
         self.disable_model_gradients()
+        if is_compiled(model):  # compiled graphs must see the dispatchers from the first call
+            hold_dispatchers(self, dispatch_pairs(model, self._slots))
 
     @staticmethod
     def _check_unit(rep: RepresentationConfig, site) -> None:
