@@ -16,7 +16,9 @@ from .causal_model import CausalModel as CausalModel
 from .config import IntervenableConfig as IntervenableConfig
 from .config import RepresentationConfig as RepresentationConfig
 from .errors import ConfigError as ConfigError
+from .errors import DeviceError as DeviceError
 from .errors import DimensionMismatchError as DimensionMismatchError
+from .errors import DistributedError as DistributedError
 from .errors import LayerOutOfRangeError as LayerOutOfRangeError
 from .errors import LocationError as LocationError
 from .errors import PyveneError as PyveneError

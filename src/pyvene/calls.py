@@ -23,6 +23,7 @@ from .engine import (
 from .errors import ConfigError, LocationError, user_stacklevel
 from .hooks import HookSession
 from .locations import broadcast, broadcast_subspaces, normalize, sides_to_units
+from .placement import place_call_state
 
 if TYPE_CHECKING:
     from .intervenable import IntervenableModel
@@ -159,6 +160,7 @@ def intervened_call(
         units = [s.unit for s in pvm._slots]
         for key, (src, dst) in normalize(unit_locations, keys, units, batch).items():
             state.source_units[key], state.base_units[key] = src, dst
+        place_call_state(state, pvm._site_devices, active)
         layout_parts = _one_pass_parts(
             pvm, base, sources, runs, labels, use_cache, output_original_output
         )
@@ -234,6 +236,7 @@ def _serial(pvm, base, sources, unit_locations, state, active, batch, extra):
                 src, dst, keys, [s.unit for s in slots], batch
             ).items():
                 state.source_units[key], state.base_units[key] = s, d
+        place_call_state(state, pvm._site_devices, slots)
         needs = [s for s in slots if not s.constant and s.key not in state.sources]
         if sources[g] is not None and needs:
             state.sources.update(

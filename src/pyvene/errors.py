@@ -42,6 +42,14 @@ class SerializationError(PyveneError, ValueError):
     """A saved intervention directory is missing, truncated, unknown or incompatible."""
 
 
+class DeviceError(PyveneError, RuntimeError):
+    """An intervention, a site or a per-call tensor is on a device its call cannot use."""
+
+
+class DistributedError(PyveneError, RuntimeError):
+    """A distributed (DDP) setup that would train wrongly, e.g. an intervention wrapped alone."""
+
+
 def closest(name: str, choices: Iterable[str], n: int = 3) -> list[str]:
     """The choices closest to ``name`` (difflib), best first."""
     return difflib.get_close_matches(str(name), [str(c) for c in choices], n=n, cutoff=0.4)

@@ -46,6 +46,7 @@ from .errors import ConfigError
 from .gather import Units
 from .hooks import HookSession
 from .locations import broadcast_subspaces, normalize
+from .placement import place_call_state
 
 if TYPE_CHECKING:
     from .intervenable import IntervenableModel
@@ -106,6 +107,7 @@ def generate(
             fire[slot.key] = _decoding_only
             if slot.site.heads is None:
                 state.base_units[slot.key] = _LAST
+    place_call_state(state, pvm._site_devices, active)  # once per generate call, not per step
     for group, slots in runs.items():
         state.sources.update(
             collect_sources(

@@ -20,6 +20,7 @@ from .errors import ConfigError, UnknownComponentError, choices_message
 from .families import is_module_path, resolve_site
 from .hooks import dispatch_pairs, hold_dispatchers, is_compiled
 from .interventions.basic import LambdaIntervention
+from .placement import is_dispatched, place_interventions
 
 
 @dataclass
@@ -155,6 +156,7 @@ class IntervenableModel(nn.Module):
         else:
             self._n_groups = len(self._slots)
         self.disable_model_gradients()
+        self._site_devices = place_interventions(model, self._slots)
         if is_compiled(model):  # compiled graphs must see the dispatchers from the first call
             hold_dispatchers(self, dispatch_pairs(model, self._slots))
 
@@ -373,12 +375,36 @@ class IntervenableModel(nn.Module):
     def eval(self) -> IntervenableModel:
         return self.train(False)
 
+    def place_interventions(self, default: Any = None) -> None:
+        """Move every intervention to the device its site runs on (dtype kept); sites whose
+        device is unknown (no weights) use ``default`` when given."""
+        self._site_devices = place_interventions(self.model, self._slots)
+        if default is not None:
+            for slot in self._slots:
+                if self._site_devices.get(slot.key) is None:
+                    slot.intervention.to(default)
+
     def set_device(self, device: Any, set_model: bool = True) -> None:
-        for i in self._unique_interventions():
-            i.to(device)
+        """Move the model to ``device`` (``set_model=True``), then each intervention to its
+        site's device. A model dispatched by accelerate (``hf_device_map``, offload hooks)
+        keeps its device map: ``set_model=True`` is refused there."""
         if set_model:
+            if is_dispatched(self.model):
+                from .errors import DeviceError
+
+                raise DeviceError(
+                    f"set_device({device!r}, set_model=True): this model is dispatched by "
+                    "accelerate (hf_device_map / offload hooks), and moving it would break its "
+                    "device map; use set_device(..., set_model=False) (interventions follow "
+                    "their sites) or move the model with accelerate"
+                )
             self.model.to(device)
+        self.place_interventions(default=device)
 
     def get_device(self) -> torch.device:
-        param = next(self.model.parameters(), None)
-        return param.device if param is not None else torch.device("cpu")
+        """The device of the first site with a known device (never a ``meta`` parameter)."""
+        for device in self._site_devices.values():
+            if device is not None:
+                return device
+        real = (p.device for p in self.model.parameters() if p.device.type != "meta")
+        return next(real, torch.device("cpu"))

@@ -35,6 +35,7 @@ from torch import nn
 
 from ..families import resolve_site
 from ..hooks import HookSession
+from ..placement import site_device
 from .planning import _chunks, _plan_rows
 from .stack import LayerStack, PrefixKV, layer_stack
 
@@ -166,7 +167,7 @@ class _Patches:
     columns (None: all) and the source values, plus the subset at the last position for
     the last layer's cut (see :meth:`.stack.LayerStack.tail_modules`)."""
 
-    def __init__(self, chunk, todo, sites, src, ns, q_start, seq, device) -> None:
+    def __init__(self, chunk, todo, sites, src, ns, q_start, seq, devices) -> None:
         lists: dict[tuple[str, int, bool], list[tuple[int, int, int, int]]] = defaultdict(list)
         for r, row in enumerate(chunk):
             cell = todo[row.cell]
@@ -179,7 +180,7 @@ class _Patches:
         self.q_start, self.q_len, self.seq = q_start, seq - q_start, seq
         self.by_layer: dict[int, list[tuple[_Site, tuple, tuple]]] = defaultdict(list)
         for (comp, k, is_head), entries in lists.items():
-            site = sites[(comp, k)]
+            site, device = sites[(comp, k)], devices[(comp, k)]  # built on the layer's device
             r, srow, p, head = torch.tensor(entries, dtype=torch.long).T.contiguous()
             value = src[(comp, k)]
             rows = value.reshape(-1, value.shape[-1]).index_select(
@@ -292,8 +293,9 @@ def run_cells(
             rows, stack, model, seq, max_rows, memory_budget, overhead_tokens, device
         )
         bar = _bar(progress, plan)
+        devices = {key: site_device(model, s.site) or device for key, s in sites.items()}
         for q_start, chunk, _ in plan:
-            patches = _Patches(chunk, todo, sites, src_store, ns, q_start, seq, device)
+            patches = _Patches(chunk, todo, sites, src_store, ns, q_start, seq, devices)
             row_b = torch.tensor([r.b for r in chunk], device=device)
             if stack is not None:
                 out = _run_stack(

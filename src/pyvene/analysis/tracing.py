@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..interventions.basic import embedding_noise_level
+from ..placement import input_device
 from .metrics import token_probability
 from .patching import num_layers, patching_sweep
 
@@ -103,7 +104,7 @@ def corrupt_embeddings(
 ) -> torch.Tensor:
     """``samples`` copies of the prompt's token embeddings with ``noise_level * N(0, 1)``
     added at the subject tokens; the noise comes from a ``torch.Generator`` seeded ``seed``."""
-    emb = model.get_input_embeddings()(input_ids.reshape(1, -1))
+    emb = model.get_input_embeddings()(input_ids.reshape(1, -1).to(input_device(model)))
     gen = torch.Generator().manual_seed(int(seed))
     n, d = span[1] - span[0], emb.shape[-1]
     noise = torch.randn(samples, n, d, generator=gen, dtype=torch.float32) * noise_level
@@ -144,7 +145,7 @@ def causal_trace(
         raise TraceInputError(f"unknown trace kind(s) {bad}; choose from {list(KINDS)}")
     target_id = target_token_id(tokenizer, target)
     span = subject_span(tokenizer, prompt, subject)
-    device = next(model.parameters()).device
+    device = input_device(model)
     ids = torch.tensor([tokenizer(prompt)["input_ids"]], device=device)
     level = noise_level if noise_level is not None else embedding_noise_level(model, noise)
     with torch.no_grad():

@@ -111,9 +111,23 @@ class NoiseIntervention(LocalistRepresentationIntervention, ConstantSourceInterv
 
 
 def embedding_noise_level(model: torch.nn.Module, multiple: float = 3.0) -> float:
-    """ROME's noise scale: ``multiple`` x the std of the model's input token embeddings."""
-    weight = model.get_input_embeddings().weight
-    return float(multiple * weight.detach().float().std())
+    """ROME's noise scale: ``multiple`` x the (unbiased) std of the model's input token
+    embeddings, computed in row chunks on the embedding's device with float64 sums (no float32
+    copy of the whole matrix); offloaded (``meta``) weights are read through accelerate's
+    weights map."""
+    from ..placement import real_weight
+
+    weight = real_weight(model.get_input_embeddings(), "weight").detach()
+    flat = weight.reshape(-1, weight.shape[-1])
+    step = max(1, (1 << 22) // max(1, flat.shape[-1]))  # ~4M elements per chunk
+    total = torch.zeros((), dtype=torch.float64, device=flat.device)
+    for i in range(0, flat.shape[0], step):
+        total += flat[i : i + step].sum(dtype=torch.float64)
+    mean = total / flat.numel()
+    squares = torch.zeros((), dtype=torch.float64, device=flat.device)
+    for i in range(0, flat.shape[0], step):
+        squares += (flat[i : i + step].double() - mean).square().sum()
+    return float(multiple * (squares / max(1, flat.numel() - 1)).sqrt())
 
 
 @register()
