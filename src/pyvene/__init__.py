@@ -15,6 +15,7 @@ from .causal_datasets import (
 from .causal_model import CausalModel as CausalModel
 from .config import IntervenableConfig as IntervenableConfig
 from .config import RepresentationConfig as RepresentationConfig
+from .distributed import distributed_model as distributed_model
 from .errors import ConfigError as ConfigError
 from .errors import DeviceError as DeviceError
 from .errors import DimensionMismatchError as DimensionMismatchError

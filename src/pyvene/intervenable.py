@@ -244,7 +244,9 @@ class IntervenableModel(nn.Module):
         ``((original_or_None, collected_list), intervened)`` when collecting, or an
         IntervenableModelOutput with ``return_dict=True``."""
         from .calls import intervened_call
+        from .distributed import check_not_wrapped_alone
 
+        check_not_wrapped_alone(self)
         return intervened_call(
             self,
             base,
