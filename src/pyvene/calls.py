@@ -23,7 +23,7 @@ from .engine import (
 from .errors import ConfigError, LocationError, user_stacklevel
 from .hooks import HookSession
 from .locations import broadcast, broadcast_subspaces, normalize, sides_to_units
-from .placement import place_call_state
+from .devices import place_call_state
 
 if TYPE_CHECKING:
     from .intervenable import IntervenableModel

@@ -46,7 +46,7 @@ from .errors import ConfigError
 from .gather import Units
 from .hooks import HookSession
 from .locations import broadcast_subspaces, normalize
-from .placement import place_call_state
+from .devices import place_call_state
 
 if TYPE_CHECKING:
     from .intervenable import IntervenableModel

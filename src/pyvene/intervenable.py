@@ -20,7 +20,7 @@ from .errors import ConfigError, UnknownComponentError, choices_message
 from .families import is_module_path, resolve_site
 from .hooks import dispatch_pairs, hold_dispatchers, is_compiled
 from .interventions.basic import LambdaIntervention
-from .placement import is_dispatched, place_interventions
+from .devices import is_dispatched, place_on_sites
 
 
 @dataclass
@@ -156,7 +156,7 @@ class IntervenableModel(nn.Module):
         else:
             self._n_groups = len(self._slots)
         self.disable_model_gradients()
-        self._site_devices = place_interventions(model, self._slots)
+        self._site_devices = place_on_sites(model, self._slots)
         if is_compiled(model):  # compiled graphs must see the dispatchers from the first call
             hold_dispatchers(self, dispatch_pairs(model, self._slots))
 
@@ -377,10 +377,10 @@ class IntervenableModel(nn.Module):
     def eval(self) -> IntervenableModel:
         return self.train(False)
 
-    def place_interventions(self, default: Any = None) -> None:
+    def place_on_sites(self, default: Any = None) -> None:
         """Move every intervention to the device its site runs on (dtype kept); sites whose
         device is unknown (no weights) use ``default`` when given."""
-        self._site_devices = place_interventions(self.model, self._slots)
+        self._site_devices = place_on_sites(self.model, self._slots)
         if default is not None:
             for slot in self._slots:
                 if self._site_devices.get(slot.key) is None:
@@ -401,7 +401,7 @@ class IntervenableModel(nn.Module):
                     "their sites) or move the model with accelerate"
                 )
             self.model.to(device)
-        self.place_interventions(default=device)
+        self.place_on_sites(default=device)
 
     def get_device(self) -> torch.device:
         """The device of the first site with a known device (never a ``meta`` parameter)."""

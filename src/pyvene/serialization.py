@@ -234,7 +234,7 @@ def load(
     pvm = IntervenableModel(config, model)  # the first change to anything: all checks passed
     if model_weights:
         model.load_state_dict(model_weights, strict=False)
-    pvm.place_interventions()  # each on its site's device (the model may be offloaded)
+    pvm.place_on_sites()  # each on its site's device (the model may be offloaded)
     return pvm
 
 

@@ -35,7 +35,7 @@ from torch import nn
 
 from ..families import resolve_site
 from ..hooks import HookSession
-from ..placement import site_device
+from ..devices import site_device
 from .planning import _chunks, _plan_rows
 from .stack import LayerStack, PrefixKV, layer_stack
 

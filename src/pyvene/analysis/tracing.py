@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..interventions.basic import embedding_noise_level
-from ..placement import input_device
+from ..devices import input_device
 from .metrics import token_probability
 from .patching import num_layers, patching_sweep
 

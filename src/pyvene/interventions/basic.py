@@ -115,7 +115,7 @@ def embedding_noise_level(model: torch.nn.Module, multiple: float = 3.0) -> floa
     embeddings, computed in row chunks on the embedding's device with float64 sums (no float32
     copy of the whole matrix); offloaded (``meta``) weights are read through accelerate's
     weights map."""
-    from ..placement import real_weight
+    from ..devices import real_weight
 
     weight = real_weight(model.get_input_embeddings(), "weight").detach()
     flat = weight.reshape(-1, weight.shape[-1])

@@ -9,7 +9,7 @@ import torch
 from conftest import ids, make_gpt2
 
 import pyvene as pv
-from pyvene import placement
+from pyvene import devices
 from pyvene.engine import CallState
 from pyvene.gather import Units
 
@@ -21,14 +21,14 @@ def fake_map(monkeypatch):
     """Layer 2 of a GPT-2 runs on 'meta' (a stand-in for another GPU), the rest on CPU."""
     model = make_gpt2(seed=8)
     far = model.transformer.h[2]
-    real = placement.module_device
+    real = devices.module_device
 
     def module_device(module, ancestors=()):
         if module is far or far in ancestors:
             return META
         return real(module, ancestors)
 
-    monkeypatch.setattr(placement, "module_device", module_device)
+    monkeypatch.setattr(devices, "module_device", module_device)
     return model
 
 
@@ -83,7 +83,7 @@ def test_per_call_tensors_move_once_to_each_site(fake_map):
     units = Units(torch.tensor([[1, 2]]), None, (1, 2))
     state = CallState({near: units, far: units}, {far: units}, {})
     state.sources[far] = torch.ones(24)
-    placement.place_call_state(state, pvm._site_devices)
+    devices.place_call_state(state, pvm._site_devices)
     assert state.base_units[near].index.device == CPU
     assert state.base_units[far].index.device == META
     assert state.source_units[far].index.device == META
@@ -100,7 +100,7 @@ def test_module_with_weights_on_two_devices_is_refused(monkeypatch):
     """A device map that splits a hooked module (here 'meta' plays a second real device)."""
     model = make_gpt2(seed=9)
     model.transformer.h[1].mlp.c_proj.to("meta")
-    monkeypatch.setattr(placement, "_real_tensors", lambda m: iter([*m.parameters(), *m.buffers()]))
+    monkeypatch.setattr(devices, "_real_tensors", lambda m: iter([*m.parameters(), *m.buffers()]))
     with pytest.raises(pv.DeviceError, match="cpu and meta"):
         pv.IntervenableModel({"layer": 1, "component": "mlp_output"}, model)
 

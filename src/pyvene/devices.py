@@ -86,7 +86,7 @@ def intervention_device(intervention: nn.Module) -> torch.device | None:
     return None
 
 
-def place_interventions(model: nn.Module, slots: list[Slot]) -> dict[str, torch.device | None]:
+def place_on_sites(model: nn.Module, slots: list[Slot]) -> dict[str, torch.device | None]:
     """Move every intervention to its site's device (dtype kept); returns key -> device. A
     linked intervention whose sites are on different devices is refused."""
     devices: dict[str, torch.device | None] = {}
