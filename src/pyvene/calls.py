@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .devices import place_call_state
 from .engine import (
     CallState,
     Layout,
@@ -23,7 +24,6 @@ from .engine import (
 from .errors import ConfigError, LocationError, user_stacklevel
 from .hooks import HookSession
 from .locations import broadcast, broadcast_subspaces, normalize, sides_to_units
-from .devices import place_call_state
 
 if TYPE_CHECKING:
     from .intervenable import IntervenableModel

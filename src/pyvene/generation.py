@@ -41,12 +41,12 @@ from .calls import (
     normalize_given,
     normalize_sources,
 )
+from .devices import place_call_state
 from .engine import CallState, Slot, collect_sources, make_setter, wants_module_input
 from .errors import ConfigError
 from .gather import Units
 from .hooks import HookSession
 from .locations import broadcast_subspaces, normalize
-from .devices import place_call_state
 
 if TYPE_CHECKING:
     from .intervenable import IntervenableModel

@@ -15,12 +15,12 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from .config import VALID_UNITS, IntervenableConfig, RepresentationConfig
+from .devices import is_dispatched, place_on_sites
 from .engine import Slot
 from .errors import ConfigError, UnknownComponentError, choices_message
 from .families import is_module_path, resolve_site
 from .hooks import dispatch_pairs, hold_dispatchers, is_compiled
 from .interventions.basic import LambdaIntervention
-from .devices import is_dispatched, place_on_sites
 
 
 @dataclass

@@ -33,9 +33,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..devices import site_device
 from ..families import resolve_site
 from ..hooks import HookSession
-from ..devices import site_device
 from .planning import _chunks, _plan_rows
 from .stack import LayerStack, PrefixKV, layer_stack
 

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..interventions.basic import embedding_noise_level
 from ..devices import input_device
+from ..interventions.basic import embedding_noise_level
 from .metrics import token_probability
 from .patching import num_layers, patching_sweep
 
