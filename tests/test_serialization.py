@@ -138,7 +138,7 @@ def test_custom_registered_class_keeps_constructor_args(gpt2, tmp_path):
         pass
 
     bad = pv.IntervenableModel({"layer": 1, "intervention": Unregistered(embed_dim=24)}, gpt2)
-    with pytest.raises(pv.SerializationError, match="not a registered"):
+    with pytest.raises(pv.SerializationError, match="defined inside a function"):
         bad.save(tmp_path / "u")
     lam = pv.IntervenableModel({"layer": 1, "intervention": lambda b, s: b * 2}, gpt2)
     with pytest.raises(pv.SerializationError):

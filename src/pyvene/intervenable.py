@@ -19,6 +19,7 @@ from .engine import Slot
 from .errors import ConfigError, UnknownComponentError, choices_message
 from .families import is_module_path, resolve_site
 from .interventions.basic import LambdaIntervention
+from .interventions.contract import construct, contract
 
 
 @dataclass
@@ -80,9 +81,7 @@ def build_intervention(spec: Any, rep: RepresentationConfig, embed_dim: int | No
     if isinstance(spec, nn.Module):
         return spec
     if isinstance(spec, type) and issubclass(spec, nn.Module):
-        kwargs = rep._asdict()
-        kwargs.update(embed_dim=embed_dim, use_fast=False)
-        return spec(**kwargs)
+        return construct(spec, rep._asdict(), embed_dim)
     raise ConfigError(
         f"intervention {spec!r} is neither an intervention class, an nn.Module instance nor a "
         "function f(base, source)"
@@ -189,7 +188,7 @@ class IntervenableModel(nn.Module):
 
     @property
     def return_collect_activations(self) -> bool:
-        return any(getattr(s.intervention, "is_collect", False) for s in self._slots)
+        return any(contract(s.intervention).collects for s in self._slots)
 
     @property
     def model_config(self) -> Any:
@@ -298,10 +297,7 @@ class IntervenableModel(nn.Module):
     def get_trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters of trainable interventions, then model weights that require grad."""
         params = [
-            p
-            for i in self._unique_interventions()
-            if getattr(i, "trainable", False)
-            for p in i.parameters()
+            p for i in self._unique_interventions() if contract(i).trainable for p in i.parameters()
         ]
         return params + [p for p in self.model.parameters() if p.requires_grad]
 
@@ -322,7 +318,7 @@ class IntervenableModel(nn.Module):
         total = sum(
             p.numel()
             for i in self._unique_interventions()
-            if getattr(i, "trainable", False)
+            if contract(i).trainable
             for p in i.parameters()
             if p.requires_grad
         )
@@ -353,7 +349,7 @@ class IntervenableModel(nn.Module):
 
     def set_zero_grad(self) -> None:
         for i in self._unique_interventions():
-            if getattr(i, "trainable", False):
+            if contract(i).trainable:
                 i.zero_grad()
 
     def zero_grad(self, set_to_none: bool = True) -> None:
