@@ -186,7 +186,7 @@ def test_refusals_change_nothing(gpt2, tmp_path):
     assert_refused(truncated, make_gpt2(seed=1), "truncated")
     (truncated / WEIGHTS_NAME).unlink()
     assert_refused(truncated, make_gpt2(seed=1), "missing weights")
-    assert_refused(tmp_path / "nowhere", make_gpt2(seed=1), "not a local directory")
+    assert_refused(tmp_path / "nowhere", make_gpt2(seed=1), "no saved folder at .*does not exist")
 
 
 def test_save_intervention_trainable_only(gpt2, tmp_path):

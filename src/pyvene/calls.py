@@ -255,6 +255,9 @@ def _serial(pvm, base, sources, unit_locations, state, active, batch, extra):
 
 def _result(pvm, original, out, state: CallState, return_dict):
     collects = [s.key for s in pvm._slots if contract(s.intervention).collects]
+    pvm.activations = {
+        k: (v[0] if len(v) == 1 else v) for k in collects if (v := state.collected.get(k))
+    }
     if collects:
         collected = [t for k in collects for t in state.collected.get(k, [])]
         if return_dict:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
+from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from . import base as _b
 
@@ -43,6 +44,9 @@ class Contract:
     def flatten(self) -> bool:
         """Units are flattened into one vector before the call (the original's rule)."""
         return self.distributed and not self.keep_last_dim and not self.collects
+
+
+_WRAPPERS = (DataParallel, DistributedDataParallel)
 
 
 def _generic_bases() -> tuple[type, ...]:
@@ -76,6 +80,8 @@ def _decide(inter: Any, name: str, mixins: dict[type, bool], default: bool) -> b
 def contract(inter: Any) -> Contract:
     """The :class:`Contract` of ``inter``: an intervention instance, ours or a client's (or a
     class, for what its class declares)."""
+    while isinstance(inter, _WRAPPERS):  # interventions[key] = DistributedDataParallel(iv)
+        inter = inter.module
     klass = inter if isinstance(inter, type) else type(inter)
     ours = issubclass(klass, _b.Intervention)
     constant = _decide(
