@@ -228,3 +228,32 @@ def test_bundled_model_readme_layer_15(tmp_path):
     loaded = pyreft.ReftModel.load(str(tmp_path / "share"), model)
     _, now = reft_model(prompt, unit_locations=loc)
     assert torch.equal(loaded(prompt, unit_locations=loc)[1].logits, now.logits)
+
+
+def test_folder_saved_by_the_original_loads_without_registration(tok, tmp_path):
+    """The original's layout (PretrainedConfig JSON naming "<class 'pyreft...'>", one
+    intkey_*.bin per trainable intervention, written with pyreft's own state_dict) loads
+    through ReftModel.load and reproduces the saving model's logits exactly."""
+    import json
+
+    model = tiny(tok, seed=3)
+    iv = pyreft.LoreftIntervention(embed_dim=H, low_rank_dimension=RANK, dtype=torch.float32)
+    rep = {"layer": LAYER, "component": "block_output", "low_rank_dimension": RANK, "intervention": iv}  # fmt: skip
+    reft_model = pyreft.get_reft_model(model, pyreft.ReftConfig(representations=rep))
+    key = reft_model.sorted_keys[0]
+    config = {
+        "intervention_types": ["<class 'pyreft.interventions.LoreftIntervention'>"],
+        "representations": [[LAYER, "block_output", "pos", 1, RANK] + [None] * 9],
+        "sorted_keys": [key], "intervention_dimensions": [H],
+        "intervention_constant_sources": [True], "mode": "parallel",
+        "model_type": "<class 'transformers.models.llama.modeling_llama.LlamaForCausalLM'>",
+    }  # fmt: skip
+    folder = tmp_path / "original"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    torch.save(iv.state_dict(), folder / f"intkey_{key}.bin")  # the original's writer
+    loaded = pyreft.ReftModel.load(str(folder), model)
+    assert type(loaded.interventions[key]) is pyreft.LoreftIntervention
+    prompt = tok(PROMPTS[2], return_tensors="pt")
+    loc = {"sources->base": (None, [[[prompt["input_ids"].shape[-1] - 1]]])}
+    assert torch.equal(loaded(prompt, unit_locations=loc)[1].logits, reft_model(prompt, unit_locations=loc)[1].logits)  # fmt: skip
