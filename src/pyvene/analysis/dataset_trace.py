@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from ..interventions.basic import embedding_noise_level
-from . import distributed as dist
 from .cells import Cell
+from .dataset_run import run_dataset
 from .metrics import token_probability
 from .packed import Job, run_jobs
 from .patching import num_layers, window_layers
@@ -181,50 +181,19 @@ def trace_dataset(
     layer_list = list(range(n_layers)) if layers is None else [int(x) for x in layers]
     params = _params(records, samples, float(level), seed, window, kinds, layer_list,
                      filter_correct)  # fmt: skip
-    store = RunStore(out_dir, "trace", params) if out_dir is not None else None
-    rank, _ = dist.rank_and_world()
-    if store is not None:
-        if rank == 0:
-            store.open()
-        dist.barrier()
-        store.open(write=False)
-        done = store.done()
-        dist.barrier()  # every rank has read the done set before any rank writes
-    else:
-        done = set()
-    mine = dist.shard([i for i in range(len(records)) if i not in done])
     ctx = dict(samples=samples, level=float(level), seed=seed, window=window, kinds=kinds,
                layers=layer_list, n_layers=n_layers, filter_correct=filter_correct,
                method=method, memory_budget=memory_budget)  # fmt: skip
-    bar = _records_bar(progress and rank == 0, len(mine))
-    entries_all: list[dict[str, Any]] = []
-    tensors_all: dict[str, torch.Tensor] = {}
-    for start in range(0, len(mine), records_per_batch):
-        batch = mine[start : start + records_per_batch]
-        entries, tensors = _trace_batch(model, tokenizer, records, batch, ctx)
-        if store is not None:
-            store.write(batch[0], entries, tensors)
-        else:
-            entries_all.extend(entries)
-            tensors_all.update(tensors)
-        if bar is not None:
-            bar.update(len(batch))
-        if on_batch is not None:
-            on_batch(batch)
-    if bar is not None:
-        bar.close()
-    if store is not None:
-        dist.barrier()
-        if rank != 0:
-            return None
-        entries_all, tensors_all = store.load()
-    else:
-        gathered = dist.gather_to_rank0([(entries_all, tensors_all)])
-        if gathered is None:
-            return None
-        entries_all = sorted((e for es, _ in gathered for e in es), key=lambda e: e["index"])
-        tensors_all = {k: v for _, ts in gathered for k, v in ts.items()}
-    return result_from_entries(entries_all, tensors_all, params)
+
+    def process(batch: list[int]):
+        return _trace_batch(model, tokenizer, records, batch, ctx)
+
+    out = run_dataset(
+        "trace", params, len(records), process, out_dir=out_dir,
+        records_per_batch=records_per_batch, progress=progress, on_batch=on_batch,
+        desc="tracing records",
+    )  # fmt: skip
+    return None if out is None else result_from_entries(*out, params)
 
 
 def result_from_entries(entries, tensors, params) -> DatasetTraceResult:
@@ -304,11 +273,3 @@ def _trace_batch(model, tokenizer, records, batch, ctx):
             })  # fmt: skip
     entries.sort(key=lambda e: e["index"])
     return entries, tensors
-
-
-def _records_bar(enabled: bool, total: int):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="tracing records", unit="record", dynamic_ncols=True)
