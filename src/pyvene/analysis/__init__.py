@@ -2,9 +2,13 @@
 
 * :func:`patching_sweep` / :func:`head_sweep`: the full grid of a metric, as one batched job.
 * :func:`causal_trace`: ROME's three grids (hidden states, MLP runs, attention runs).
+* :func:`attribution_patching`: AtP / AtP* estimates of every cell (heads, neurons, positions)
+  from two forwards and one backward, with exact verification of the top cells.
 * :func:`plot_heatmap` / :func:`plot_trace` / :func:`plot_sweep`: PNG, SVG or PDF figures.
 """
 
+from .attribution import AttributionResult, attribution_patching, verify_result
+from .attribution_verify import Verification
 from .cells import Cell, run_cells
 from .metrics import as_metric, logit_difference, token_probability
 from .patching import SweepResult, head_sweep, patching_sweep, window_layers
@@ -12,6 +16,10 @@ from .plots import plot_heatmap, plot_sweep, plot_trace
 from .tracing import TraceInputError, TraceResult, causal_trace, corrupt_embeddings, subject_span
 
 __all__ = [
+    "AttributionResult",
+    "Verification",
+    "attribution_patching",
+    "verify_result",
     "Cell",
     "SweepResult",
     "TraceInputError",
