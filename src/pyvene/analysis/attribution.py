@@ -177,7 +177,8 @@ def attribution_patching(
         est = ChunkEstimator(infos, src, gp, deltas, neuron_of, per_position, heads, pos, use_qk)
         plain = {(c, ly): est.estimate(c, ly, gp.grads.__getitem__) for c in comps for ly in chunk}
         if grad_drop:
-            plain = graddrop(plain, est, n_layers, lambda: _tick(bar))
+            group = _drop_group(model, n_layers, base, seq, memory_budget)
+            plain = graddrop(plain, est, n_layers, lambda: _tick(bar), group)
         units_of.update(est.units_of)
         for (c, ly), v in plain.items():
             grids[c][ly] = v.detach().float().cpu()
@@ -215,6 +216,15 @@ def _layer_chunks(plan, layers, seq, base, budget) -> list[list[int]]:
         chunks[-1].append(ly)
         used += per_layer[ly]
     return chunks
+
+
+def _drop_group(model, n_layers: int, base, seq: int, budget: int) -> int:
+    """GradDrop layers per batched backward: each keeps about one forward's activations
+    (~64 bytes per hidden unit, token and layer) alive during the backward."""
+    width = resolve_site(model, 0, "block_output").dim or 1
+    batch = next(iter(base.values())).shape[0]
+    per_variant = 64 * n_layers * batch * seq * width
+    return max(1, min(n_layers, budget // max(1, per_variant)))
 
 
 def _bar(progress: bool, total: int):

@@ -61,17 +61,18 @@ def _qk_reduce(deltas, info: SiteInfo, g_z, z: SiteInfo, units, pos, per_pos) ->
     return prod.mean(0)
 
 
-def graddrop(plain, est: ChunkEstimator, n_layers: int, tick: Callable[[], None]):
+def graddrop(plain, est: ChunkEstimator, n_layers: int, tick: Callable[[], None], group: int = 32):
     """Sum over dropped layers of ``|estimate|`` (and the signed sum), combined as the paper."""
     mag = {k: torch.zeros_like(v) for k, v in plain.items()}
     signed = {k: torch.zeros_like(v) for k, v in plain.items()}
+    want = set()
+    for c, ly in plain:
+        info = est.infos[(c, ly)]
+        if _upstream(info, n_layers - 1):
+            want.add(est.infos[(Z, ly)].key if est.is_qk(c) else info.key)
+    every = est.gp.dropped_all(sorted(want), group)
     for drop in range(n_layers):
-        want = set()
-        for c, ly in plain:
-            info = est.infos[(c, ly)]
-            if _upstream(info, drop):
-                want.add(est.infos[(Z, ly)].key if est.is_qk(c) else info.key)
-        got = est.gp.dropped(drop, sorted(want))
+        got = {k: v[drop] for k, v in every.items()}
         for (c, ly), v in plain.items():
             info = est.infos[(c, ly)]
             if _upstream(info, drop):

@@ -128,6 +128,7 @@ class GradPass:
     calls: dict[int, tuple[tuple, dict]]
     dropped: Callable[[int, list[tuple]], dict[tuple, torch.Tensor]] | None
     n_layers: int
+    dropped_all: Callable[[list[tuple], int], dict[tuple, torch.Tensor]] | None = None
 
 
 def _view(t: torch.Tensor) -> torch.Tensor:
@@ -208,6 +209,39 @@ def grad_pass(
             )  # fmt: skip
         return {k: torch.zeros_like(store[k]) if g is None else g for k, g in zip(want, got)}
 
+    def dropped_all(want: list[tuple], group: int) -> dict[tuple, torch.Tensor]:
+        """``dropped(l, want)`` for every layer at once, ``(L, *shape)`` per key: one
+        backward with the ``L`` output gradients batched (``is_grads_batched``), ``group``
+        layers per call; per-layer VJPs where an operation has no batched backward."""
+        n = len(block_in)
+        parts: dict[tuple, list[torch.Tensor]] = {k: [] for k in want}
+        for lo in range(0, n, group):
+            hi = min(n, lo + group)
+            outs = [block_in[k] for k in range(lo, hi)]
+            grad_outputs = []
+            for i, k in enumerate(range(lo, hi)):
+                g = out_grads[k].new_zeros((hi - lo, *out_grads[k].shape))
+                g[i] = out_grads[k]
+                grad_outputs.append(g)
+            try:
+                with torch.enable_grad():
+                    got = torch.autograd.grad(
+                        outs, [store[k] for k in want], grad_outputs=grad_outputs,
+                        retain_graph=True, allow_unused=True, is_grads_batched=True,
+                    )  # fmt: skip
+                got = [
+                    store[k].new_zeros((hi - lo, *store[k].shape)) if g is None else g
+                    for k, g in zip(want, got)
+                ]
+            except RuntimeError:  # no batching rule for some backward: one VJP per layer
+                per = [dropped(k, want) for k in range(lo, hi)]
+                got = [torch.stack([p[k] for p in per]) for k in want]
+            for k, g in zip(want, got):
+                parts[k].append(g)
+        return {k: torch.cat(v) for k, v in parts.items()}
+
     acts = {k: v.detach() for k, v in store.items()}
-    return GradPass(acts, grad_of, rows.detach(), calls, dropped if drop_layers else None,
-                    drop_layers or 0)  # fmt: skip
+    gp = GradPass(acts, grad_of, rows.detach(), calls, dropped if drop_layers else None,
+                  drop_layers or 0)  # fmt: skip
+    gp.dropped_all = dropped_all if drop_layers else None
+    return gp
