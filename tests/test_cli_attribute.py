@@ -25,7 +25,7 @@ def bundled():
 def test_attribute_prints_top_cells_with_exact_values(bundled, tmp_path, capsys):
     out = tmp_path / "a.png"
     argv = ["attribute", CLEAN, CORRUPT, "--target", " John", "--foil", " Mary",
-            "--components", "head_attention_value_output,mlp_activation", "--layers", "20-29",
+            "--components", "head_attention_value_output,attention_output", "--layers", "26-29",
             "--method", "atp", "--top", "3", "--no-progress", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     text = capsys.readouterr().out
