@@ -47,8 +47,8 @@ def linear_tail(kind: str, zero_mlp: bool, sharpen: float = 1.0):
     return model
 
 
-def grid_errors(model, comps, per_position=None, **kwargs):
-    base, source = ids(2, 6, seed=1), ids(2, 6, seed=2)
+def grid_errors(model, comps, per_position=None, source_rows=2, **kwargs):
+    base, source = ids(2, 6, seed=1), ids(source_rows, 6, seed=2)
     res = attribution_patching(
         model, base, source, metric70, comps, layers=[1], per_position=per_position,
         verify="grid", progress=False, **kwargs,
@@ -73,6 +73,8 @@ def test_atp_is_exact_when_linear(kind):
     assert max(errs.values()) < 1e-5, errs
     errs, _ = grid_errors(model, ["head_attention_value_output"], per_position=True)
     assert max(errs.values()) < 1e-5, errs
+    errs, _ = grid_errors(model, ["value_output"], source_rows=1)  # one source, two bases
+    assert max(errs.values()) < 1e-5, errs
 
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
@@ -84,6 +86,8 @@ def test_qk_fix_is_exact_and_fixes_saturation(kind, per_position):
     comps = ["head_query_output", "head_key_output", "query_output", "key_output"]
     fixed, res = grid_errors(model, comps, per_position, method="atp*", grad_drop=False)
     assert max(fixed.values()) < 1e-5, fixed
+    one, _ = grid_errors(model, comps[:2], per_position, 1, method="atp*", grad_drop=False)
+    assert max(one.values()) < 1e-5, one  # one source row for both base rows
     plain, _ = grid_errors(model, comps, per_position, method="atp")
     scale = max(res.verification[c].exact.abs().max().item() for c in comps)
     assert max(plain.values()) > 0.2 * scale, (plain, scale)  # linearising the softmax fails
@@ -221,5 +225,8 @@ def test_bad_method_and_verify():
     base, source = ids(1, 4, seed=1), ids(1, 4, seed=2)
     with pytest.raises(ConfigError, match="atp"):
         attribution_patching(model, base, source, metric7, method="apt", progress=False)
+    with pytest.raises(ConfigError, match="heads \\[4\\] out of range"):
+        attribution_patching(model, base, source, metric7, "head_attention_value_output",
+                             heads=[0, 4], progress=False)  # fmt: skip
     with pytest.raises(ConfigError, match="verify"):
         attribution_patching(model, base, source, metric7, verify=0, progress=False)

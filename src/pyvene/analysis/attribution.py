@@ -133,6 +133,12 @@ def attribution_patching(
     neuron_of = {c: (neurons if isinstance(neurons, bool) else c in neurons) for c in comps}
     started = time.perf_counter()
     plan = {(c, ly): resolve_site(model, ly, c) for c in comps for ly in layers}
+    for c in comps:
+        n_heads = plan[(c, layers[0])].heads
+        bad = [h for h in heads or () if n_heads is not None and not 0 <= int(h) < n_heads]
+        if bad:
+            raise ConfigError(f"heads {bad} out of range for {c!r}: it has {n_heads} heads "
+                              f"(0..{n_heads - 1})")  # fmt: skip
     use_qk = qk_fix and any(kind_of(c) for c in comps)
     if use_qk:
         for ly in layers:
