@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..families import base_model_of
 
 LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3")
@@ -56,7 +57,7 @@ class LayerStack:
             self.layers, self.norm = base.layers, base.norm
         self.head = model.get_output_embeddings() if model is not base else None
         if self.head is None:
-            raise ValueError("a layer stack needs a causal LM head")
+            raise ConfigError("a layer stack needs a causal LM head")
         # transformers >= 5.24 names the layer's cache argument ``cache`` (``past_key_values``
         # before, now deprecated); pass whichever this version's layer declares.
         params = inspect.signature(type(self.layers[0]).forward).parameters

@@ -32,6 +32,7 @@ from .base import (
     BasisAgnosticIntervention,
     DistributedRepresentationIntervention,
     TrainableIntervention,
+    broadcast_source,
     dims_mask,
     register,
     subspace_dims,
@@ -127,8 +128,9 @@ class _Rotated(TrainableIntervention, DistributedRepresentationIntervention):
         if source is None:
             raise ConfigError(f"{type(self).__name__} needs a source (a source input or tensor)")
         _check_width(type(self).__name__, base, self.width)
+        source = broadcast_source(source, base)
         r = self.rotation()
-        return r, base.to(r.dtype) @ r, source.to(device=base.device, dtype=r.dtype) @ r
+        return r, base.to(r.dtype) @ r, source.to(r.dtype) @ r
 
 
 @register()
@@ -185,8 +187,9 @@ class LowRankRotatedSpaceIntervention(TrainableIntervention, DistributedRepresen
         if source is None:
             raise ConfigError("LowRankRotatedSpaceIntervention needs a source")
         _check_width("LowRankRotatedSpaceIntervention", base, self.width)
+        source = broadcast_source(source, base)
         w = self.rotate_layer.weight  # (D, r), float32
-        delta = (source.to(device=base.device, dtype=w.dtype) - base.to(w.dtype)) @ w
+        delta = (source.to(w.dtype) - base.to(w.dtype)) @ w
         mask = _selection(self, delta, self.low_rank_dimension, subspaces)
         if mask is not None:
             delta = delta * mask
@@ -331,6 +334,7 @@ class PCARotatedSpaceIntervention(BasisAgnosticIntervention, DistributedRepresen
         if source is None:
             raise ConfigError("PCARotatedSpaceIntervention needs a source")
         _check_width("PCARotatedSpaceIntervention", base, self.width)
+        source = broadcast_source(source, base)
         c, sd = self.pca_components, self.pca_std
         if not bool(c.any()):
             raise ConfigError("PCARotatedSpaceIntervention has no fitted components yet")
