@@ -31,6 +31,7 @@ from torch import nn
 from .config import IntervenableConfig, RepresentationConfig
 from .errors import PyveneError, SerializationError, choices_message
 from .hub import push_folder, resolve_directory
+from .idioms import warn_hub_name
 from .interventions.base import registered_interventions
 
 if TYPE_CHECKING:
@@ -94,6 +95,8 @@ def save(
 ) -> None:
     """Write ``config.json`` + ``interventions.safetensors`` (+ ``model.safetensors`` with the
     model weights that require grad when ``include_model``); optionally upload to the hub."""
+    if not save_to_hf_hub:
+        warn_hub_name(save_directory, "save")
     entries, tensors = describe(pvm)
     config = {
         "format": FORMAT,
