@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import VOCAB, ids
+from conftest import VOCAB, first, ids
 
 import pyvene as pv
 from pyvene.analysis import TraceInputError, patching_sweep, token_probability
@@ -155,3 +155,18 @@ def test_metrics_check_token_ids():
 
 def test_trace_input_error_is_a_pyvene_error():
     assert issubclass(TraceInputError, pv.PyveneError) and issubclass(TraceInputError, ValueError)
+
+
+def test_collect_per_example_negative_dims(gpt2):
+    """Regression (found by test_fuzz): per-example subspaces with a negative dim made Collect
+    call torch.gather with a negative index (raw RuntimeError)."""
+    pvm = pv.IntervenableModel(site(intervention_type=pv.CollectIntervention), gpt2)
+    (_, [got]), _ = pvm(ids(2, 5, 0), unit_locations={"base": 2}, subspaces=[[[-1, 0], [3, -24]]])
+    seen = []
+    handle = gpt2.transformer.h[1].register_forward_hook(lambda m, a, o: seen.append(first(o)))
+    try:
+        gpt2(**ids(2, 5, 0))
+    finally:
+        handle.remove()
+    want = torch.stack([seen[0][0, 2:3, [23, 0]], seen[0][1, 2:3, [3, 0]]])
+    torch.testing.assert_close(got, want, rtol=0, atol=0)

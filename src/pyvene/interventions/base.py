@@ -340,6 +340,7 @@ def swap(
         if dims is None:
             return base if interchange_dim is None else base[..., : _as_int(interchange_dim)]
         check_dims(dims, base.shape[-1])
+        dims = [[d % base.shape[-1] for d in row] for row in dims]  # torch.gather: no negatives
         if any(row != dims[0] for row in dims):
             if len({len(r) for r in dims}) != 1:
                 raise DimensionMismatchError("collect with ragged per-example subspaces")
