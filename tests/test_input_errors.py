@@ -170,3 +170,18 @@ def test_collect_per_example_negative_dims(gpt2):
         handle.remove()
     want = torch.stack([seen[0][0, 2:3, [23, 0]], seen[0][1, 2:3, [3, 0]]])
     torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_constructor_and_key_errors(gpt2):
+    with pytest.raises(pv.ConfigError, match="low_rank_dimension in 1..24.*'x'"):
+        pv.IntervenableModel(
+            site(intervention_type=pv.LowRankRotatedSpaceIntervention, low_rank_dimension="x"),
+            gpt2,
+        )
+    with pytest.raises(pv.ConfigError, match="noise_level='abc'"):
+        pv.NoiseIntervention(noise_level="abc")
+    pvm = pv.IntervenableModel(site(), gpt2)
+    with pytest.raises(KeyError) as err:
+        pvm.interventions["layer_1_comp_block_outptu_unit_pos_nunit_1#0"]
+    assert isinstance(err.value, pv.PyveneError)
+    assert "Did you mean 'layer_1_comp_block_output_unit_pos_nunit_1#0'" in str(err.value)

@@ -127,8 +127,8 @@ def _same_units(a: Any, b: Any) -> bool:
 def warn_hub_name(path: str | os.PathLike, what: str) -> None:
     """Warn when a save folder looks like a hub repo id ("user/repo") and its first part is not
     an existing local folder: the call writes locally and never reaches the hub."""
-    text = os.fspath(path)
-    if not isinstance(text, str) or not _HUB_NAME.match(text):
+    text = path if isinstance(path, str) else None
+    if not text or not _HUB_NAME.match(text):
         return
     if os.path.isdir(text.split("/", 1)[0]):
         return

@@ -16,7 +16,7 @@ from transformers.utils import ModelOutput
 
 from .config import VALID_UNITS, IntervenableConfig, RepresentationConfig
 from .engine import Slot
-from .errors import ConfigError, UnknownComponentError, choices_message
+from .errors import ConfigError, UnknownComponentError, UnknownKeyError, choices_message
 from .families import is_module_path, resolve_site
 from .interventions.basic import LambdaIntervention
 
@@ -46,7 +46,7 @@ class InterventionDict(nn.ModuleDict):
             hits = [k for k in self._modules if k.startswith(prefix)]
             if len(hits) == 1:
                 return hits[0]
-        raise KeyError(choices_message("intervention key", key, list(self._modules)))
+        raise UnknownKeyError(choices_message("intervention key", key, list(self._modules)))
 
     def __getitem__(self, key: str | int) -> nn.Module:
         if isinstance(key, int):

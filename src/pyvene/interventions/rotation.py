@@ -20,6 +20,7 @@ fp16/bf16 models; outputs come back in the base's dtype.
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from typing import Any
 
@@ -175,7 +176,7 @@ class LowRankRotatedSpaceIntervention(TrainableIntervention, DistributedRepresen
         super().__init__(**kwargs)
         self.width = _need_dim("LowRankRotatedSpaceIntervention", self.embed_dim)
         rank = kwargs.get("low_rank_dimension")
-        if rank is None or not 1 <= int(rank) <= self.width:
+        if not isinstance(rank, numbers.Integral) or not 1 <= int(rank) <= self.width:
             raise ConfigError(
                 f"LowRankRotatedSpaceIntervention needs low_rank_dimension in 1..{self.width} "
                 f"(embed_dim), got {rank!r}"
