@@ -16,6 +16,15 @@ def hook_count(model) -> int:
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
 
+@pytest.fixture(autouse=True)
+def no_new_hooks(gpt2):
+    """Every test here ends with exactly the hooks the model had before it (other libraries,
+    e.g. transformers' output capturing, may own some)."""
+    before = hook_count(gpt2)
+    yield
+    assert hook_count(gpt2) == before
+
+
 def site(**kw) -> dict:
     return {"layer": 1, "component": "block_output", **kw}
 
@@ -52,7 +61,6 @@ def test_bad_subspaces(gpt2, cls, kw, subspaces, match):
     with pytest.raises(pv.LocationError, match=match) as err:
         pvm(ids(2, 5, 0), sources, locations, subspaces=subspaces)
     assert isinstance(err.value, IndexError)
-    assert hook_count(gpt2) == 0
 
 
 @pytest.mark.parametrize(
@@ -74,7 +82,6 @@ def test_source_of_another_length_without_locations(gpt2, cls, kw):
     pvm = pv.IntervenableModel(site(intervention_type=cls, **kw), gpt2)
     with pytest.raises(pv.DimensionMismatchError, match=r"\(2, 7, 24\).*unit_locations"):
         pvm(ids(2, 5, 0), [ids(2, 7, 1)])
-    assert hook_count(gpt2) == 0
 
 
 def test_source_batch_mismatch_names_both_batch_sizes(gpt2):
@@ -88,7 +95,6 @@ def test_interchange_dim_must_be_an_int(gpt2):
     pvm.interventions[pvm.sorted_keys[0]].set_interchange_dim("abc")
     with pytest.raises(pv.ConfigError, match="interchange_dim 'abc'"):
         pvm(ids(1, 5, 0), [ids(1, 5, 1)], {"sources->base": 1})
-    assert hook_count(gpt2) == 0
 
 
 def test_locations_as_tensors_are_read_like_lists(gpt2):
@@ -113,7 +119,6 @@ def test_unit_t_on_a_module_path_that_sees_the_whole_sequence(gpt2):
     for loc in (None, {"base": 0}, {"base": 1}):
         with pytest.raises(pv.ConfigError, match=r"ran once on a tensor of shape \(2, 5, 24\)"):
             pvm(ids(2, 5, 0), unit_locations=loc)
-        assert hook_count(gpt2) == 0
 
 
 # ------------------------------------------------------------------ analysis/
@@ -121,7 +126,6 @@ def test_sweep_positions_out_of_range_are_refused_not_wrapped(gpt2):
     with pytest.raises(pv.LocationError, match="position 7 is out of range .* length 5"):
         patching_sweep(gpt2, ids(1, 5, 0)["input_ids"], ids(1, 5, 1)["input_ids"], 3,
                        positions=[7], progress=False)  # fmt: skip
-    assert hook_count(gpt2) == 0
 
 
 @pytest.mark.parametrize(
@@ -143,7 +147,6 @@ def test_sweep_bad_arguments(gpt2, kwargs, error, match):
             "metric": 3, "layers": [0], "progress": False, **kwargs}  # fmt: skip
     with pytest.raises(error, match=match):
         patching_sweep(gpt2, **args)
-    assert hook_count(gpt2) == 0
 
 
 def test_metrics_check_token_ids():
@@ -185,3 +188,12 @@ def test_constructor_and_key_errors(gpt2):
         pvm.interventions["layer_1_comp_block_outptu_unit_pos_nunit_1#0"]
     assert isinstance(err.value, pv.PyveneError)
     assert "Did you mean 'layer_1_comp_block_output_unit_pos_nunit_1#0'" in str(err.value)
+
+
+def test_head_position_locations_checked_against_the_source_batch(gpt2):
+    """Regression (found by test_fuzz): h.pos positions for 2 examples on a 1-example source
+    run raised a raw RuntimeError from expand."""
+    pvm = pv.IntervenableModel({"layer": 0, "component": "head_key_output", "unit": "h.pos"}, gpt2)
+    src = [[[0]], [[1], [3]]]  # heads for the whole batch, positions per example
+    with pytest.raises(pv.LocationError, match="2 examples, but this run's batch has 1"):
+        pvm(ids(2, 4, 0), [ids(1, 4, 1)], {"sources->base": ([src], [[[[1]], [[1]]]])})
