@@ -95,6 +95,11 @@ def format_table(grid: torch.Tensor, rows: Sequence[str], layers: Sequence[int])
 
 
 def _trace(args: argparse.Namespace) -> int:
+    if args.dataset:
+        from .cli_dataset import trace_command
+
+        return trace_command(args)
+    _need(args, "prompt", "target", "subject")
     from .analysis.patching import num_layers
     from .analysis.plots import plot_trace
     from .analysis.tracing import TraceInputError, causal_trace
@@ -124,7 +129,20 @@ def _trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def _need(args: argparse.Namespace, *names: str) -> None:
+    """Without --dataset these arguments are required."""
+    missing = [n for n in names if getattr(args, n, None) is None]
+    if missing:
+        flags = [n if n in ("prompt", "clean", "corrupt") else "--" + n for n in missing]
+        raise CLIError(f"{args.command}: missing {', '.join(flags)} (or give --dataset FILE)")
+
+
 def _patch(args: argparse.Namespace) -> int:
+    if args.dataset:
+        from .cli_dataset import patch_command
+
+        return patch_command(args)
+    _need(args, "clean", "corrupt", "target")
     from .analysis.metrics import logit_difference, token_probability
     from .analysis.patching import num_layers, patching_sweep
     from .analysis.plots import plot_sweep
@@ -171,6 +189,8 @@ def _patch(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .cli_dataset import add_dataset_options
+
     parser = argparse.ArgumentParser(prog="pyvene", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
@@ -182,22 +202,29 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     t = sub.add_parser("trace", parents=[common], help="ROME causal tracing of a fact")
-    t.add_argument("prompt")
-    t.add_argument("--target", required=True, help="expected next token, e.g. ' Paris'")
-    t.add_argument("--subject", required=True, help="substring of the prompt to corrupt")
+    t.add_argument("prompt", nargs="?")
+    t.add_argument("--target", help="expected next token, e.g. ' Paris' (required)")
+    t.add_argument("--subject", help="substring of the prompt to corrupt (required)")
     t.add_argument("--samples", type=int, default=10, help="noise samples (default 10)")
     t.add_argument("--noise", type=float, default=3.0, help="noise, x embedding std (default 3)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--window", type=int, default=10, help="layers per MLP/attention run")
     t.add_argument("--kinds", default="block_output,mlp_output,attention_output")
+    t.add_argument(
+        "--no-filter",
+        action="store_true",
+        help="with --dataset: keep facts whose clean prediction is not the target",
+    )
+    add_dataset_options(t)
     t.set_defaults(run=_trace)
 
     p = sub.add_parser("patch", parents=[common], help="clean -> corrupted activation patching")
-    p.add_argument("clean", help="clean prompt (source of the restored activations)")
-    p.add_argument("corrupt", help="corrupted prompt (base run), same number of tokens")
-    p.add_argument("--target", required=True, help="token whose probability is the metric")
+    p.add_argument("clean", nargs="?", help="clean prompt (source of the restored activations)")
+    p.add_argument("corrupt", nargs="?", help="corrupted prompt (base run), same token count")
+    p.add_argument("--target", help="token whose probability is the metric (required)")
     p.add_argument("--foil", help="with a foil the metric is logit(target) - logit(foil)")
     p.add_argument("--components", default="block_output,attention_output,mlp_output")
+    add_dataset_options(p)
     p.set_defaults(run=_patch)
     return parser
 

@@ -39,7 +39,7 @@ class LayerOutOfRangeError(ConfigError, IndexError):
 
 class LocationError(PyveneError, ValueError, IndexError):
     """unit_locations / subspaces have the wrong nesting, batch size or range (also an
-    IndexError, so ``except IndexError`` around an out-of-range index keeps working)."""
+    IndexError, which the original raised for out-of-range units and subspaces)."""
 
 
 class DimensionMismatchError(PyveneError, ValueError):
