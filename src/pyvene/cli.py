@@ -1,5 +1,6 @@
-"""Command line: ``pyvene trace`` (ROME causal tracing) and ``pyvene patch`` (a clean/corrupt
-activation-patching sweep). Both run on the bundled SmolLM2 unless ``--model DIR`` names a
+"""Command line: ``pyvene trace`` (ROME causal tracing), ``pyvene patch`` (a clean/corrupt
+activation-patching sweep) and ``pyvene attribute`` (attribution patching, see
+:mod:`pyvene.cli_attribute`). All run on the bundled SmolLM2 unless ``--model DIR`` names a
 local Hugging Face causal LM folder. User errors print one line and exit with status 2."""
 
 from __future__ import annotations
@@ -226,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--components", default="block_output,attention_output,mlp_output")
     add_dataset_options(p)
     p.set_defaults(run=_patch)
+
+    from .cli_attribute import add_parser as add_attribute
+
+    add_attribute(sub, common)  # pyvene attribute: AtP / AtP* with exact verification
     return parser
 
 
