@@ -13,9 +13,11 @@ from typing import Any
 
 import torch
 
+from .errors import PyveneError
 
-class CLIError(Exception):
-    """A user error: printed as one line, exit status 2."""
+
+class CLIError(PyveneError, ValueError):
+    """A user error: printed as one line, exit status 2 (as every PyveneError is)."""
 
 
 def _load(model_dir: str | None) -> tuple[Any, Any]:
@@ -39,6 +41,22 @@ def _load(model_dir: str | None) -> tuple[Any, Any]:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CLIError(f"cannot load a causal LM from {model_dir!r}: {first}") from None
     return model.eval(), tokenizer
+
+
+def _check_out(path: str | None) -> None:
+    """Refuse a figure path with an unknown format or a missing folder before any work."""
+    if path is None:
+        return
+    from .analysis.plots import FORMATS
+
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    if ext not in FORMATS:
+        raise CLIError(
+            f"--out {path!r}: the format comes from the extension; use .png, .svg or .pdf"
+        )
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise CLIError(f"--out {path!r}: folder {folder!r} does not exist")
 
 
 def _layers(spec: str | None, n_layers: int) -> list[int] | None:
@@ -219,10 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _check_out(args.out)
         with torch.no_grad():  # scoped: main() is also called in-process (tests, notebooks)
             return int(args.run(args))
-    except CLIError as exc:
-        print(f"pyvene: error: {exc}", file=sys.stderr)
+    except PyveneError as exc:  # bad input: one line, no traceback
+        message = " ".join(str(exc).split())
+        print(f"pyvene: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("pyvene: interrupted", file=sys.stderr)
