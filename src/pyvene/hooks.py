@@ -189,6 +189,7 @@ class HookSession:
         self._token_shapes: dict[int, dict[str, torch.Size]] = {}  # see _token_view
         self._on_exit: list[Callable[[], None]] = []
         self._token: Any = None
+        self._handles: list[Any] = []  # raw torch hook handles a caller hands over; removed too
 
     def _add(self, module: nn.Module, side: str, fn: Callable[..., Any], flag: bool) -> None:
         fns = self._fns.get((module, side))
@@ -258,6 +259,8 @@ class HookSession:
     def remove(self) -> None:
         """Forget this session's functions and release its dispatchers (idempotent)."""
         self._token_shapes.clear()
+        while self._handles:
+            self._handles.pop().remove()
         fns, self._fns = self._fns, {}
         for module, side in fns:
             _release(module, side)
