@@ -7,12 +7,10 @@ from __future__ import annotations
 import json
 import re
 import types
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
-from transformers.utils import ModelOutput
 
 from .config import VALID_UNITS, IntervenableConfig, RepresentationConfig
 from .engine import Slot
@@ -21,13 +19,13 @@ from .families import is_module_path, resolve_site
 from .interventions.basic import LambdaIntervention
 
 
-@dataclass
-class IntervenableModelOutput(ModelOutput):
-    """``return_dict=True`` result of a call."""
+def __getattr__(name: str) -> Any:
+    # a transformers ModelOutput: defined in pyvene.outputs, imported on first use
+    if name == "IntervenableModelOutput":
+        from .outputs import IntervenableModelOutput
 
-    original_outputs: Any = None
-    intervened_outputs: Any = None
-    collected_activations: Any = None
+        return IntervenableModelOutput
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class InterventionDict(nn.ModuleDict):

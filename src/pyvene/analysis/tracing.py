@@ -61,7 +61,7 @@ def target_token_id(tokenizer: Any, target: str, single: bool = True) -> int:
     if not ids or (unk is not None and unk in ids):
         raise TraceInputError(f"target {target!r} is not a known token of this tokenizer")
     if single and len(ids) > 1:
-        pieces = tokenizer.convert_ids_to_tokens(ids)
+        pieces = [tokenizer.decode([i]) for i in ids]  # text, not raw 'Ġ' byte pieces
         raise TraceInputError(
             f"target {target!r} is not one token of this tokenizer (it splits into {pieces}); "
             "give a single token, usually with its leading space, e.g. ' Paris'"
