@@ -25,6 +25,7 @@ __version__ = "0.2.0"
 # submodule (relative to pyvene) -> the public names it provides at top level
 # fmt: off
 _EXPORTS: dict[str, tuple[str, ...]] = {
+    "activation_cache": ("ActivationCache", "collect",),
     "causal_datasets": ("hierarchical_equality_causal_model",),
     "causal_model": ("CausalModel",),
     "config": ("IntervenableConfig", "RepresentationConfig",),
@@ -63,6 +64,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
 
 if TYPE_CHECKING:  # the same names, for type checkers and IDEs (a test keeps both in step)
     from . import models as models
+    from .activation_cache import ActivationCache as ActivationCache
+    from .activation_cache import collect as collect
     from .causal_datasets import (
         hierarchical_equality_causal_model as hierarchical_equality_causal_model,
     )
