@@ -12,6 +12,7 @@ base input and the clean prompt as source.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from ..interventions.basic import embedding_noise_level
+from .display import HeatmapDisplay
 from .metrics import token_probability
 from .patching import num_layers, patching_sweep
 
@@ -31,7 +33,7 @@ class TraceInputError(ValueError):
 
 
 @dataclass
-class TraceResult:
+class TraceResult(HeatmapDisplay):
     """``grids[kind]``: p(target) after restoring each (layer, token), shape
     ``(len(layers), len(tokens))``; ``clean_prob`` / ``corrupted_prob``: no restoration."""
 
@@ -51,6 +53,19 @@ class TraceResult:
     @property
     def last_subject(self) -> int:
         return self.subject[1] - 1
+
+    def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
+        """ROME's panels side by side (:func:`~pyvene.analysis.plot_trace`); saved when
+        ``path`` is given. Notebooks show it when the result is displayed."""
+        from .plots import plot_trace
+
+        return plot_trace(self, path)
+
+    def summary(self) -> str:
+        return (
+            f"TraceResult: p({self.target!r}) clean={self.clean_prob:.4f} "
+            f"corrupted={self.corrupted_prob:.4f}, {self.samples} noise samples"
+        )
 
 
 def target_token_id(tokenizer: Any, target: str, single: bool = True) -> int:
