@@ -18,6 +18,17 @@ _TITLES = {
 _CMAPS = {"block_output": "Purples", "mlp_output": "Greens", "attention_output": "Reds"}
 
 
+def _pyplot():
+    """pyplot on the Agg backend, for callers that want pyplot figures (ours use _figure)."""
+    import matplotlib
+
+    if matplotlib.get_backend().lower() != "agg":
+        matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _figure(**kwargs: Any) -> Any:
     """A matplotlib Figure outside pyplot: no backend switch, no global figure registry (a
     notebook's inline backend and the user's own plots are left alone; nothing to close)."""
