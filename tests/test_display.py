@@ -11,7 +11,8 @@ import sys
 import pytest
 import torch
 
-from pyvene.analysis import HeatmapDisplay, SweepResult, TraceResult
+from pyvene.analysis import SweepResult, TraceResult
+from pyvene.analysis.display import HeatmapDisplay
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

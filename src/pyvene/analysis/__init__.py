@@ -2,12 +2,10 @@
 
 * :func:`patching_sweep` / :func:`head_sweep`: the full grid of a metric, as one batched job.
 * :func:`causal_trace`: ROME's three grids (hidden states, MLP runs, attention runs).
-* :func:`plot_heatmap` / :func:`plot_trace` / :func:`plot_sweep`: PNG, SVG or PDF figures;
-  results show their heatmap in notebooks (:class:`HeatmapDisplay`, ``result.plot()``).
+* :func:`plot_heatmap` / :func:`plot_trace` / :func:`plot_sweep`: PNG, SVG or PDF figures.
 """
 
 from .cells import Cell, run_cells
-from .display import HeatmapDisplay
 from .metrics import as_metric, logit_difference, token_probability
 from .patching import SweepResult, head_sweep, patching_sweep, window_layers
 from .plots import plot_heatmap, plot_sweep, plot_trace
@@ -15,7 +13,6 @@ from .tracing import TraceInputError, TraceResult, causal_trace, corrupt_embeddi
 
 __all__ = [
     "Cell",
-    "HeatmapDisplay",
     "SweepResult",
     "TraceInputError",
     "TraceResult",
