@@ -5,6 +5,7 @@ shown as text in errors."""
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 
@@ -31,7 +32,8 @@ def test_every_option_has_help_and_shows_its_default():
             assert action.help, f"{name} {action.option_strings or action.dest} has no help"
             if action.default not in (None, False) and action.option_strings:
                 shown = " ".join(sub.format_help().split())
-                assert f"(default: {action.default})" in shown, f"{name} {action.option_strings}"
+                default = re.escape(str(action.default))
+                assert re.search(rf"\(default:? {default}\)", shown), (name, action.option_strings)
     text = parser.format_help()
     assert parser.description.rstrip().endswith(".")  # not cut mid-sentence
     for command in commands:
