@@ -96,6 +96,11 @@ def format_table(grid: torch.Tensor, rows: Sequence[str], layers: Sequence[int])
 
 
 def _trace(args: argparse.Namespace) -> int:
+    if args.dataset:
+        from .cli_dataset import trace_command
+
+        return trace_command(args)
+    _need(args, "prompt", "target", "subject")
     from .analysis.patching import num_layers
     from .analysis.plots import plot_trace
     from .analysis.tracing import TraceInputError, causal_trace
@@ -125,7 +130,20 @@ def _trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def _need(args: argparse.Namespace, *names: str) -> None:
+    """Without --dataset these arguments are required."""
+    missing = [n for n in names if getattr(args, n, None) is None]
+    if missing:
+        flags = [n if n in ("prompt", "clean", "corrupt") else "--" + n for n in missing]
+        raise CLIError(f"{args.command}: missing {', '.join(flags)} (or give --dataset FILE)")
+
+
 def _patch(args: argparse.Namespace) -> int:
+    if args.dataset:
+        from .cli_dataset import patch_command
+
+        return patch_command(args)
+    _need(args, "clean", "corrupt", "target")
     from .analysis.metrics import logit_difference, token_probability
     from .analysis.patching import num_layers, patching_sweep
     from .analysis.plots import plot_sweep
@@ -173,6 +191,8 @@ def _patch(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``pyvene`` argument parser (every option documented, defaults shown)."""
+    from .cli_dataset import add_dataset_options
+
     parser = argparse.ArgumentParser(
         prog="pyvene", description=textwrap.fill(DESCRIPTION, 79), epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -190,11 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
         "trace", parents=[common], help="ROME causal tracing of a fact",
         description="ROME causal tracing: corrupt the subject's embeddings with Gaussian noise, "
         "then restore one hidden state (or a window of MLP / attention outputs) at a time and "
-        "report the probability of the target. Figure: trace.png unless --out is given.",
+        "report the probability of the target. Figure: trace.png unless --out is given. "
+        "With --dataset, many facts at once.",
     )  # fmt: skip
-    t.add_argument("prompt", help="the fact's prompt, e.g. 'The Eiffel Tower is in the city of'")
-    t.add_argument("--target", required=True, help="expected next token, e.g. ' Paris'")
-    t.add_argument("--subject", required=True, help="substring of the prompt to corrupt")
+    t.add_argument(
+        "prompt", nargs="?",
+        help="the fact's prompt, e.g. 'The Eiffel Tower is in the city of' (or --dataset)",
+    )  # fmt: skip
+    t.add_argument("--target", help="expected next token, e.g. ' Paris' (required)")
+    t.add_argument("--subject", help="substring of the prompt to corrupt (required)")
     t.add_argument("--samples", type=int, default=10, help="noise samples (default: %(default)s)")
     t.add_argument(
         "--noise", type=float, default=3.0,
@@ -210,23 +234,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated grids to compute, from block_output, mlp_output and "
         "attention_output (default: %(default)s)",
     )  # fmt: skip
+    t.add_argument(
+        "--no-filter",
+        action="store_true",
+        help="with --dataset: keep facts whose clean prediction is not the target",
+    )
+    add_dataset_options(t)
     t.set_defaults(run=_trace)
 
     p = sub.add_parser(
         "patch", parents=[common], help="clean -> corrupted activation patching",
         description="Activation patching: run the corrupted prompt and restore each component "
         "at each layer and position from the clean run; report the metric (the target's "
-        "probability, or logit(target) - logit(foil)). Figure: patch.png unless --out is given.",
+        "probability, or logit(target) - logit(foil)). Figure: patch.png unless --out is given. "
+        "With --dataset, many pairs at once.",
     )  # fmt: skip
-    p.add_argument("clean", help="clean prompt (source of the restored activations)")
-    p.add_argument("corrupt", help="corrupted prompt (base run), same number of tokens")
-    p.add_argument("--target", required=True, help="token whose probability is the metric")
+    p.add_argument("clean", nargs="?", help="clean prompt (source of the restored activations)")
+    p.add_argument("corrupt", nargs="?", help="corrupted prompt (base run), same token count")
+    p.add_argument("--target", help="token whose probability is the metric (required)")
     p.add_argument("--foil", help="with a foil the metric is logit(target) - logit(foil)")
     p.add_argument(
         "--components", default="block_output,attention_output,mlp_output",
         help="comma-separated components to patch, e.g. block_output or attention_output,"
         "head_attention_value_output (default: %(default)s)",
     )  # fmt: skip
+    add_dataset_options(p)
     p.set_defaults(run=_patch)
 
     f = sub.add_parser(

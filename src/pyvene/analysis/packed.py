@@ -1,0 +1,330 @@
+"""Packed sweeps over many jobs (prompts of different lengths) in shared batches.
+
+A :class:`Job` is one sweep (base inputs, source inputs, cells, metric), as
+:func:`.cells.run_cells` takes. :func:`run_jobs` evaluates the cells of many jobs together:
+
+* each job's source and base runs are collected unpadded (exactly as for one job), and its
+  rows planned as :func:`.cells.run_cells` plans them (shared-prefix rows dropped);
+* with a layer adapter (:mod:`.stack`), every job is left-padded to the longest prompt: the
+  last position is the last token of every row. Rows of all jobs are bucketed by first
+  position (padded coordinates) and share layer calls; each row attends only to its own
+  prompt's cached keys/values (a per-row mask) with its own positions (per-row rotary
+  position ids). Pad query positions attend to themselves only, so they stay finite and are
+  never read;
+* without an adapter, rows of jobs of equal length share whole-model runs.
+
+Every cell equals its single-job value (float reassociation only, ~1e-7).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..hooks import HookSession
+from .cells import Cell, _canonical, _collect, _kv, _last_logits, _shape, _Site, as_inputs
+from .packed_patches import install_patches, patch_specs
+from .planning import OVERHEAD_TOKENS, OVERHEAD_TOKENS_DEFAULT, _buckets, _rows_per_chunk
+from .stack import PrefixKV, layer_stack
+
+
+@dataclass
+class Job:
+    """One sweep: ``base`` ``(nb, T)`` and ``source`` ``(1 or nb, T)`` inputs (ids tensor or
+    dict with ``input_ids`` / ``inputs_embeds``), its cells and its metric."""
+
+    base: Any
+    source: Any
+    cells: Sequence[Cell]
+    metric: Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class _Row:
+    job: int
+    cell: int  # index into the job's canonical cells
+    b: int  # the job's base example
+    start: int  # first layer computed
+    q: int  # first position computed, padded coordinates
+
+
+class _Prepared:
+    """One job's collected runs and planned rows."""
+
+    def __init__(self, model, job: Job, index: int, stack, n_layers, sites) -> None:
+        from .planning import _plan_rows
+
+        base, source = as_inputs(job.base), as_inputs(job.source)
+        (nb, seq), (ns, sseq) = _shape(base), _shape(source)
+        if sseq != seq:
+            raise ValueError(f"job {index}: base and source lengths differ ({seq} and {sseq})")
+        if ns not in (1, nb):
+            raise ValueError(f"job {index}: source batch must be 1 or {nb} (got {ns})")
+        todo = []
+        for c in job.cells:
+            c = _canonical(c, n_layers) if n_layers else c
+            positions = tuple(sorted({int(p) % seq for p in c.positions}))
+            todo.append(Cell(c.component, tuple(sorted(set(c.layers))), positions, c.head))
+        if any(not c.layers for c in todo):
+            raise ValueError(f"job {index}: every cell needs at least one layer")
+        keys = {(c.component, k) for c in todo for k in c.layers}
+        self.src, _, src_last = _collect(model, source, keys, None)
+        store, self.out, base_last = _collect(model, base, keys, stack)
+        for key in sorted(keys - set(sites)):
+            sites[key] = _Site(model, *key, self.src[key].shape[-1])
+        for comp, layer, head in {(c.component, c.layers[0], c.head) for c in todo}:
+            sites[(comp, layer)].unit_cols(head)  # raises for a head the component lacks
+        self.base_rows = job.metric(base_last).float()
+        self.src_value = float(job.metric(src_last).float().mean())
+        self.base_value = float(self.base_rows.mean())
+        rows, known = _plan_rows(todo, nb, sites, self.src, store, n_layers)
+        self.rows = [(r.cell, r.b, r.start, r.q) for r in rows]
+        self.inputs = {k: store[k] for k in store if k[0] == "__in__"}
+        self.base, self.todo, self.nb, self.ns, self.seq = base, todo, nb, ns, seq
+        self.metric = job.metric
+        self.values = torch.empty(len(todo), nb, device=base_last.device)
+        if known:
+            ci, bi = (torch.tensor(x, device=base_last.device) for x in zip(*known))
+            self.values[ci, bi] = self.base_rows[bi]
+
+
+def run_jobs(
+    model: nn.Module,
+    jobs: Sequence[Job],
+    *,
+    method: str = "auto",
+    max_rows: int | None = None,
+    memory_budget: int = 1 << 29,
+    progress: bool | Any = False,
+    overhead_tokens: float | None = None,
+) -> list[tuple[torch.Tensor, float, float]]:
+    """For each job: the metric of every cell (mean over its base examples), the base and
+    the source metric, as :func:`.cells.run_cells` returns for that job alone. ``method``:
+    "auto" (packed layer adapter when the family has one), "stack" or "full" (whole-model
+    runs, rows of equal-length jobs packed)."""
+    if not jobs:
+        return []
+    seqs = [_shape(as_inputs(j.base))[1] for j in jobs]
+    T = max(seqs)
+    stack = layer_stack(model, T) if method in ("auto", "stack") else None
+    if method == "stack" and stack is None:
+        raise ValueError(f"no layer adapter for model type {model.config.model_type!r}")
+    if method not in ("auto", "stack", "full"):
+        raise ValueError(f"method {method!r}: choose from ['auto', 'stack', 'full']")
+    n_layers = stack.num_layers if stack is not None else None
+    sites: dict = {}
+    with torch.no_grad():
+        preps = [_Prepared(model, j, i, stack, n_layers, sites) for i, j in enumerate(jobs)]
+        device = preps[0].values.device
+        overhead = overhead_tokens
+        if overhead is None:
+            overhead = OVERHEAD_TOKENS.get(torch.device(device).type, OVERHEAD_TOKENS_DEFAULT)
+        if stack is not None:
+            _run_stacked(model, stack, preps, sites, T, max_rows, memory_budget, overhead, progress)
+        else:
+            _run_full(model, preps, sites, max_rows, memory_budget, progress)
+    return [(p.values.mean(dim=1), p.base_value, p.src_value) for p in preps]
+
+
+def _pad(tensors: list[torch.Tensor], offsets: list[int], T: int, dim: int) -> torch.Tensor:
+    """Left-pad each tensor (rows first) to ``T`` along ``dim`` with zeros and concatenate."""
+    first = tensors[0]
+    shape = list(first.shape)
+    shape[0], shape[dim] = sum(t.shape[0] for t in tensors), T
+    out = first.new_zeros(shape)
+    row = 0
+    for t, off in zip(tensors, offsets):
+        out[row : row + t.shape[0]].narrow(dim, off, t.shape[dim]).copy_(t)
+        row += t.shape[0]
+    return out
+
+
+class _Packed:
+    """Every job's stores, left-padded to ``T`` and concatenated over jobs: base rows
+    ``boff[j] + b``, source rows ``soff[j] + s``."""
+
+    def __init__(self, preps, sites, stack, T) -> None:
+        offs = [T - p.seq for p in preps]
+        self.off, self.T = offs, T
+        self.boff = _cumsum([p.nb for p in preps])
+        self.soff = _cumsum([p.ns for p in preps])
+        self.src = {
+            key: _pad([p.src[key] for p in preps if key in p.src],
+                      [o for o, p in zip(offs, preps) if key in p.src], T, 1)
+            for key in sites
+        }  # fmt: skip
+        # Source rows of the jobs that lack a key are absent above: index through soff_key.
+        self.soff_key = {
+            key: _cumsum([p.ns if key in p.src else 0 for p in preps]) for key in sites
+        }
+        device = preps[0].values.device
+        self.row_off = torch.tensor(
+            [o for o, p in zip(offs, preps) for _ in range(p.nb)], device=device
+        )
+        if stack is None:
+            return
+        self.inputs, self.keys, self.values = [], [], []
+        for k in range(stack.num_layers):
+            self.inputs.append(_pad([p.inputs[("__in__", k)] for p in preps], offs, T, 1))
+            kv = [_kv(_cache(p.out), k) for p in preps]
+            self.keys.append(_pad([x[0] for x in kv], offs, T, 2))
+            self.values.append(_pad([x[1] for x in kv], offs, T, 2))
+
+
+def _cumsum(sizes: list[int]) -> list[int]:
+    out, total = [], 0
+    for s in sizes:
+        out.append(total)
+        total += s
+    return out
+
+
+def _cache(out: Any) -> Any:
+    cache = out.get("cache")  # transformers >= 5.24 (``past_key_values`` before)
+    return cache if cache is not None else out.get("past_key_values")
+
+
+def _store_values(chunk, preps, logits) -> None:
+    """Each job's metric on its rows of the chunk (one call per job, not per row)."""
+    jobs = torch.tensor([r.job for r in chunk])
+    for j in jobs.unique().tolist():
+        idx = (jobs == j).nonzero().squeeze(1)
+        prep = preps[j]
+        vals = prep.metric(logits[idx.to(logits.device)]).float()
+        ci = torch.tensor([chunk[i].cell for i in idx.tolist()], device=prep.values.device)
+        bi = torch.tensor([chunk[i].b for i in idx.tolist()], device=prep.values.device)
+        prep.values[ci, bi] = vals.to(prep.values.device)
+
+
+def _bar(progress, total):
+    if progress is False or progress is None:
+        return None
+    if progress is not True:
+        if getattr(progress, "total", None) is None:
+            progress.total = total
+        return progress
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="patching", leave=False, dynamic_ncols=True,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")  # fmt: skip
+
+
+def _run_stacked(model, stack, preps, sites, T, max_rows, budget, overhead, progress):
+    packed = _Packed(preps, sites, stack, T)
+    rows = [
+        _Row(j, c, b, s, q + packed.off[j]) for j, p in enumerate(preps) for c, b, s, q in p.rows
+    ]
+    n_layers = stack.num_layers
+    plan = []
+    for q_start, members in _buckets(
+        rows, T, n_layers, lambda n: _rows_per_chunk(model, n, max_rows, budget), overhead
+    ):
+        members.sort(key=lambda r: (r.start, r.job, r.cell, r.b))
+        per = _rows_per_chunk(model, T - q_start, max_rows, budget)
+        plan.extend((q_start, members[i : i + per]) for i in range(0, len(members), per))
+    bar = _bar(progress, sum((n_layers - c[0].start) * len(c) * (T - q) for q, c in plan))
+    for q_start, chunk in plan:
+        logits = _stack_chunk(stack, preps, sites, packed, q_start, chunk, bar)
+        _store_values(chunk, preps, logits)
+    if bar is not None and progress is True:
+        bar.close()
+
+
+def _stack_chunk(stack, preps, sites, packed, q_start, chunk, bar):
+    T, q_len = packed.T, packed.T - q_start
+    sample = packed.inputs[0]
+    device, dtype = sample.device, sample.dtype
+    gb = torch.tensor([packed.boff[r.job] + r.b for r in chunk], device=device)
+    off = packed.row_off[gb]
+    q = torch.arange(q_start, T, device=device)
+    k = torch.arange(T, device=device)
+    allowed = (k[None, None, :] <= q[None, :, None]) & (
+        (k[None, None, :] >= off[:, None, None]) | (k[None, None, :] == q[None, :, None])
+    )
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
+    mask = mask.masked_fill(~allowed, torch.finfo(dtype).min)[:, None]  # (R, 1, q_len, T)
+    pos = (q[None, :] - off[:, None]).clamp(min=0)  # (R, q_len)
+    rotary = None
+    if stack.kind != "gpt2":
+        dummy = torch.zeros(len(chunk), q_len, 1, dtype=dtype, device=device)
+        rotary = stack.base.rotary_emb(dummy, position_ids=pos)
+    specs = patch_specs(chunk, preps, sites, packed, q_start, device)
+    starts = [r.start for r in chunk]
+    hidden, n_active = None, 0
+    with HookSession() as session:
+        install_patches(session, specs, q_len)
+        if q_len > 1:  # the last layer: attention output and MLP of the last position only
+            for module in stack.tail_modules(stack.num_layers - 1):
+                session.on_input(module, lambda t: t[:, -1:])
+        for layer in range(starts[0], stack.num_layers):
+            n_new = 0
+            while n_active + n_new < len(starts) and starts[n_active + n_new] == layer:
+                n_new += 1
+            if n_new:
+                add = packed.inputs[layer][gb[n_active : n_active + n_new], q_start:]
+                hidden = add if hidden is None else torch.cat([hidden, add], dim=0)
+                n_active += n_new
+            rows = gb[:n_active]
+            kv = PrefixKV(
+                packed.keys[layer][rows, :, :q_start], packed.values[layer][rows, :, :q_start]
+            )
+            kwargs: dict[str, Any] = {"attention_mask": mask[:n_active]}
+            if rotary is not None:
+                kwargs["position_embeddings"] = tuple(x[:n_active] for x in rotary)
+                kwargs["position_ids"] = pos[:n_active]
+            hidden = stack.run_layer(layer, hidden, kv, kwargs)
+            if bar is not None:
+                bar.update(n_active * q_len)
+    return stack.logits(hidden[:, -1])
+
+
+def _run_full(model, preps, sites, max_rows, budget, progress):
+    """Whole-model runs: rows of jobs of equal length share batches (no padding)."""
+    groups: dict[int, list[int]] = defaultdict(list)
+    for j, p in enumerate(preps):
+        groups[p.seq].append(j)
+    plan = []
+    for seq, members in sorted(groups.items()):
+        rows = [_Row(i, c, b, s, q) for i, j in enumerate(members) for c, b, s, q in preps[j].rows]
+        per = _rows_per_chunk(model, seq, max_rows, budget)
+        plan.extend((members, rows[i : i + per]) for i in range(0, len(rows), per))
+    bar = _bar(progress, sum(len(c) for _, c in plan))
+    packs: dict[int, _Packed] = {}
+    for members, chunk in plan:
+        group = [preps[j] for j in members]
+        seq = group[0].seq
+        if seq not in packs:
+            packs = {seq: _Packed(group, sites, None, seq)}  # one group's stores at a time
+        device = group[0].values.device
+        specs = patch_specs(chunk, group, sites, packs[seq], 0, device)
+        inputs = _gather_inputs(chunk, group)
+        with HookSession() as session:
+            install_patches(session, specs, seq)
+            logits = _last_logits(model, inputs)[1]
+        _store_values(chunk, group, logits)
+        if bar is not None:
+            bar.update(len(chunk))
+    if bar is not None and progress is True:
+        bar.close()
+
+
+def _gather_inputs(chunk, preps) -> dict[str, torch.Tensor]:
+    """The base rows of a chunk of equal-length jobs in chunk order (rows of one job are
+    contiguous in a chunk: one ``index_select`` per job)."""
+    parts: dict[str, list[torch.Tensor]] = defaultdict(list)
+    i = 0
+    while i < len(chunk):
+        j = chunk[i].job
+        n = 1
+        while i + n < len(chunk) and chunk[i + n].job == j:
+            n += 1
+        for key, value in preps[j].base.items():
+            b = torch.tensor([r.b for r in chunk[i : i + n]], device=value.device)
+            parts[key].append(value.index_select(0, b))
+        i += n
+    return {key: torch.cat(v) for key, v in parts.items()}
