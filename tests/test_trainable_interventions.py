@@ -88,9 +88,9 @@ def test_low_rank_touches_only_its_subspace():
         pv.LowRankRotatedSpaceIntervention(embed_dim=D)
 
 
-def test_boundless_hard_mask_at_low_temperature_and_batches():
+def test_boundless_centred_mask_hard_at_low_temperature_and_batches():
     torch.manual_seed(3)
-    iv = pv.BoundlessRotatedSpaceIntervention(embed_dim=D)
+    iv = pv.BoundlessRotatedSpaceIntervention(embed_dim=D, centred_mask=True)
     r = iv.rotate_layer.weight.detach()
     iv.set_temperature(1e-4)
     iv.set_intervention_boundaries(0.5)

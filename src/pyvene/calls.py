@@ -22,6 +22,7 @@ from .engine import (
 )
 from .errors import ConfigError, LocationError, user_stacklevel
 from .hooks import HookSession
+from .interventions.contract import contract
 from .locations import broadcast, broadcast_subspaces, normalize, sides_to_units
 
 if TYPE_CHECKING:
@@ -195,7 +196,7 @@ def _one_pass_parts(pvm, base, sources, runs, labels, use_cache, with_original):
     if pvm.batch_sources is False or len(runs) != 1 or labels is not None or use_cache:
         return None
     ((group, slots),) = runs.items()
-    if any(getattr(s.intervention, "source_from_input", False) for s in slots):
+    if any(contract(s.intervention).source_from_input for s in slots):
         return None
     if any(s.unit == "t" for s in slots):  # a source timestep may come after its base one
         return None
@@ -253,7 +254,10 @@ def _serial(pvm, base, sources, unit_locations, state, active, batch, extra):
 
 
 def _result(pvm, original, out, state: CallState, return_dict):
-    collects = [s.key for s in pvm._slots if getattr(s.intervention, "is_collect", False)]
+    collects = [s.key for s in pvm._slots if contract(s.intervention).collects]
+    pvm.activations = {
+        k: (v[0] if len(v) == 1 else v) for k in collects if (v := state.collected.get(k))
+    }
     if collects:
         collected = [t for k in collects for t in state.collected.get(k, [])]
         if return_dict:

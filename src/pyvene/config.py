@@ -8,6 +8,8 @@ import json
 from collections import namedtuple
 from typing import Any
 
+from transformers.configuration_utils import PretrainedConfig
+
 from .errors import ConfigError
 
 _FIELDS = (
@@ -90,11 +92,16 @@ def to_representation(item: Any) -> RepresentationConfig:
     )
 
 
-class IntervenableConfig:
+class IntervenableConfig(PretrainedConfig):
     """A list of representations, the intervention type(s) and the mode.
 
     ``intervention_types`` is one class for all representations or a list with one class per
     representation; a representation's own ``intervention_type``/``intervention`` wins.
+
+    A ``transformers.PretrainedConfig``, as the original's, so the HF ``Trainer`` and
+    ``PreTrainedModel`` helpers that read ``model.config`` (``get_text_config``,
+    ``return_dict``, special token ids, ``save_pretrained``) work on an IntervenableModel;
+    its JSON form (``to_dict``) stays ours.
     """
 
     def __init__(
@@ -108,6 +115,7 @@ class IntervenableConfig:
         intervention_constant_sources: list | None = None,
         **kwargs: Any,
     ) -> None:
+        super().__init__()
         if representations is None:
             representations = [RepresentationConfig()]
         if not isinstance(representations, list):
@@ -178,7 +186,8 @@ class IntervenableConfig:
             "intervention_dimensions": self.intervention_dimensions,
         }
 
-    def to_json_string(self) -> str:
+    def to_json_string(self, use_diff: bool = True) -> str:
+        """Our JSON form (``use_diff`` is accepted for PretrainedConfig callers)."""
         return json.dumps(self.to_dict(), indent=4)
 
     @classmethod

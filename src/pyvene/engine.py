@@ -22,6 +22,7 @@ from .families import HookSite
 from .gather import Units, gather, scatter
 from .hooks import HookSession, Side, StopForward
 from .interventions.base import broadcast_source, unwrap_output
+from .interventions.contract import contract
 from .recurrent import StepReader, check_step_unit, make_step_setter
 
 
@@ -41,8 +42,7 @@ class Slot:
 
     @property
     def constant(self) -> bool:
-        i = self.intervention
-        return bool(getattr(i, "is_source_constant", False) or getattr(i, "is_collect", False))
+        return not contract(self.intervention).needs_source
 
 
 @dataclass
@@ -88,13 +88,8 @@ def apply_intervention(
     """Call the intervention with the original's flattening rule: distributed (rotation-like)
     interventions see units flattened into one vector (``(B, U*D)``, heads ``(B, P, H*Dh)``);
     localist ones, collect, ``keep_last_dim`` and whole-tensor calls see ``(B, U, D)``."""
-    flatten = (
-        not whole
-        and base.dim() >= 3
-        and getattr(intervention, "is_repr_distributed", False)
-        and not getattr(intervention, "keep_last_dim", False)
-        and not getattr(intervention, "is_collect", False)
-    )
+    declared = contract(intervention)
+    flatten = not whole and base.dim() >= 3 and declared.flatten
     if source is not None and source.shape != base.shape and flatten:
         source = broadcast_source(source, base)
     shape = base.shape
@@ -108,9 +103,7 @@ def apply_intervention(
                 f"{base.shape[-1]} (shape {tuple(shape)}); set max_number_of_units to the number "
                 "of units you select, or pass keep_last_dim=True to act per unit"
             )
-    constant = getattr(intervention, "is_source_constant", False) or getattr(
-        intervention, "is_collect", False
-    )
+    constant = not declared.needs_source
     kwargs = dict(state.extra_kwargs) if constant else {}
     if module_input is not None:
         kwargs.update(module_input)
@@ -151,7 +144,7 @@ def make_setter(
             )
         return make_step_setter(slot, state, session, layout)
     key, site, intervention = slot.key, slot.site, slot.intervention
-    collect = getattr(intervention, "is_collect", False)
+    collect = contract(intervention).collects
 
     def setter(x: torch.Tensor, module_input: torch.Tensor | None = None) -> torch.Tensor | None:
         rows = x if layout is None else layout.base_rows(x)
@@ -180,7 +173,12 @@ def make_setter(
             return None
         if out is None:
             return None
-        new = scatter(rows, site, units, out)
+        try:
+            new = scatter(rows, site, units, out)
+        except DimensionMismatchError as err:
+            raise DimensionMismatchError(
+                f"{key}: {type(intervention).__name__} returned shape {tuple(out.shape)}; {err}"
+            ) from err
         return new if layout is None else layout.replace_base(x, new)
 
     return setter
@@ -188,7 +186,7 @@ def make_setter(
 
 def wants_module_input(slot: Slot, as_adaptor: bool = False) -> bool:
     """Adaptor-style interventions (LoRA) also receive the hooked module's input as ``args``."""
-    needs = as_adaptor or getattr(slot.intervention, "needs_module_input", False)
+    needs = as_adaptor or contract(slot.intervention).module_input
     return bool(needs) and slot.site.hook == "output"
 
 
@@ -270,7 +268,7 @@ def collect_sources(
                     return None
 
                 side = slot.site.hook
-                if getattr(slot.intervention, "source_from_input", False):  # Skip: module input
+                if contract(slot.intervention).source_from_input:  # Skip: module input
                     side = Side("input", getattr(side, "tokens_from", None))
                 session.on(slot.site.module, side, getter)
             with ctx:

@@ -28,8 +28,9 @@ class LayerOutOfRangeError(ConfigError, IndexError):
     """A representation's layer is outside the model's layers."""
 
 
-class LocationError(PyveneError, ValueError):
-    """unit_locations / subspaces have the wrong nesting, batch size or range."""
+class LocationError(PyveneError, ValueError, IndexError):
+    """unit_locations / subspaces have the wrong nesting, batch size or range (also an
+    IndexError, which the original raised for out-of-range units and subspaces)."""
 
 
 class DimensionMismatchError(PyveneError, ValueError):

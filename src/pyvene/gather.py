@@ -175,6 +175,6 @@ def scatter(
 def _check_shape(value: torch.Tensor, expected, site: HookSite) -> None:
     if tuple(value.shape) != tuple(expected):
         raise DimensionMismatchError(
-            f"intervention on {site.component} returned shape {tuple(value.shape)}, "
-            f"expected {tuple(expected)}"
+            f"the value written into {site.component} has shape {tuple(value.shape)}, expected "
+            f"{tuple(expected)} (an intervention must return the shape of the base it was given)"
         )

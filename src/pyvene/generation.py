@@ -45,6 +45,7 @@ from .engine import CallState, Slot, collect_sources, make_setter, wants_module_
 from .errors import ConfigError
 from .gather import Units
 from .hooks import HookSession
+from .interventions.contract import contract
 from .locations import broadcast_subspaces, normalize
 
 if TYPE_CHECKING:
@@ -129,7 +130,7 @@ def generate(
     finally:
         handle.remove()
     pvm.full_intervention_outputs = state.full_outputs
-    collects = [s.key for s in pvm._slots if getattr(s.intervention, "is_collect", False)]
+    collects = [s.key for s in pvm._slots if contract(s.intervention).collects]
     if collects:
         collected = [t for k in collects for t in state.collected.get(k, [])]
         return (original, collected), out

@@ -6,6 +6,7 @@ Only JSON and safetensors files (and the original's ``intkey_*.bin`` for reading
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,12 @@ def resolve_directory(
     path = Path(location).expanduser()
     if path.is_dir() and not from_huggingface_hub:
         return path
+    if not from_huggingface_hub and not looks_like_repo_id(location):
+        what = "is a file, not a folder" if path.exists() else "does not exist"
+        raise SerializationError(
+            f"no saved folder at {str(location)!r}: the path {what}. Give the folder written by "
+            "IntervenableModel.save (or a hub repo id such as 'user/my-intervention')."
+        )
     try:
         from huggingface_hub import snapshot_download
     except ImportError as err:  # pragma: no cover - huggingface_hub ships with transformers
@@ -52,6 +59,13 @@ def resolve_directory(
             "IntervenableModel.save, or a repo id such as 'user/my-intervention'."
         ) from err
     return Path(folder)
+
+
+def looks_like_repo_id(location: str | os.PathLike) -> bool:
+    """True for ``name`` or ``owner/name`` (letters, digits, ``-_.``), which the hub could
+    hold; a path with more parts, a leading ``/``, ``./``, ``~`` or a backslash cannot."""
+    text = str(location)
+    return bool(re.fullmatch(r"[\w.-]+(/[\w.-]+)?", text)) and not text.startswith(".")
 
 
 def push_folder(

@@ -5,8 +5,6 @@ never change ``self``; hooks live only for the duration of a call."""
 from __future__ import annotations
 
 import json
-import re
-import types
 from typing import Any
 
 import torch
@@ -16,7 +14,8 @@ from .config import VALID_UNITS, IntervenableConfig, RepresentationConfig
 from .engine import Slot
 from .errors import ConfigError, UnknownComponentError, choices_message
 from .families import is_module_path, resolve_site
-from .interventions.basic import LambdaIntervention
+from .intervention_table import InterventionDict, _SlotUpdater, build_intervention, make_key
+from .interventions.contract import contract
 
 
 def __getattr__(name: str) -> Any:
@@ -26,65 +25,6 @@ def __getattr__(name: str) -> Any:
 
         return IntervenableModelOutput
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-class InterventionDict(nn.ModuleDict):
-    """key -> intervention. Also accepts the seeds' dotted keys
-    (``"layer.6.comp.block_output.unit.pos.nunit.1#0"``) and short ones (``"layer.6.block_output"``)."""
-
-    def resolve(self, key: str) -> str:
-        if key in self._modules:
-            return key
-        alias = str(key).replace(".", "_")
-        if alias in self._modules:
-            return alias
-        m = re.match(r"^layer[._](\d+)[._](?:comp[._]|repr[._])?(.+?)(?:[._]unit[._].*)?$", key)
-        if m:
-            prefix = f"layer_{m.group(1)}_comp_{m.group(2).replace('.', '_')}_unit_"
-            hits = [k for k in self._modules if k.startswith(prefix)]
-            if len(hits) == 1:
-                return hits[0]
-        raise KeyError(choices_message("intervention key", key, list(self._modules)))
-
-    def __getitem__(self, key: str | int) -> nn.Module:
-        if isinstance(key, int):
-            return list(self._modules.values())[key]
-        return self._modules[self.resolve(key)]
-
-    def __contains__(self, key: object) -> bool:
-        try:
-            self.resolve(key)  # type: ignore[arg-type]
-        except (KeyError, TypeError):
-            return False
-        return True
-
-
-def make_key(rep: RepresentationConfig, seen: dict[str, int]) -> str:
-    """The original's key: ``layer_{l}_comp_{c}_unit_{u}_nunit_{n}#{k}``."""
-    unit = rep.unit.replace(".", "_")
-    if "." in rep.component:
-        stem = f"comp_{rep.component.replace('.', '_')}_unit_{unit}_nunit_{rep.max_number_of_units}"
-    else:
-        stem = f"layer_{rep.layer}_comp_{rep.component}_unit_{unit}_nunit_{rep.max_number_of_units}"
-    k = seen.get(stem, 0)
-    seen[stem] = k + 1
-    return f"{stem}#{k}"
-
-
-def build_intervention(spec: Any, rep: RepresentationConfig, embed_dim: int | None) -> nn.Module:
-    """An instance from a class, an instance, or a plain function."""
-    if isinstance(spec, (types.FunctionType, types.LambdaType, types.MethodType)):
-        return LambdaIntervention(spec, embed_dim=embed_dim)
-    if isinstance(spec, nn.Module):
-        return spec
-    if isinstance(spec, type) and issubclass(spec, nn.Module):
-        kwargs = rep._asdict()
-        kwargs.update(embed_dim=embed_dim, use_fast=False)
-        return spec(**kwargs)
-    raise ConfigError(
-        f"intervention {spec!r} is neither an intervention class, an nn.Module instance nor a "
-        "function f(base, source)"
-    )
 
 
 class IntervenableModel(nn.Module):
@@ -122,6 +62,9 @@ class IntervenableModel(nn.Module):
         self.representations: dict[str, RepresentationConfig] = {}
         self.interventions = InterventionDict()
         self._slots: list[Slot] = []
+        self._intervention_reverse_link: dict[str, str] = {}  # linked key -> "link#<link key>"
+        self.activations: dict[str, Any] = {}  # what the last call collected (original API)
+        self.hot_activations: dict[str, Any] = {}
         self.full_intervention_outputs: list[Any] = []
         seen: dict[str, int] = {}
         links: dict[Any, nn.Module] = {}
@@ -134,6 +77,8 @@ class IntervenableModel(nn.Module):
             site = resolve_site(model, rep.layer, rep.component)
             self._check_unit(rep, site)
             embed_dim = None if site.dim is None else site.dim * rep.max_number_of_units
+            if rep.intervention_link_key is not None:
+                self._intervention_reverse_link[key] = f"link#{rep.intervention_link_key}"
             if rep.intervention_link_key is not None and rep.intervention_link_key in links:
                 intervention = links[rep.intervention_link_key]
             else:
@@ -151,6 +96,7 @@ class IntervenableModel(nn.Module):
             self._n_groups = len(ordered_groups)
         else:
             self._n_groups = len(self._slots)
+        self.interventions.__dict__["_on_replace"] = _SlotUpdater(self._slots)
         self.disable_model_gradients()
 
     @staticmethod
@@ -185,9 +131,17 @@ class IntervenableModel(nn.Module):
             groups.setdefault(s.group, []).append(s.key)
         return groups
 
+    def get_cached_activations(self) -> dict[str, Any]:
+        """key -> what the last call collected (empty after a call that collects nothing)."""
+        return self.activations
+
+    def get_cached_hot_activations(self) -> dict[str, Any]:
+        """The original's per-timestep cache of stateful models; calls keep no such state."""
+        return self.hot_activations
+
     @property
     def return_collect_activations(self) -> bool:
-        return any(getattr(s.intervention, "is_collect", False) for s in self._slots)
+        return any(contract(s.intervention).collects for s in self._slots)
 
     @property
     def model_config(self) -> Any:
@@ -296,10 +250,7 @@ class IntervenableModel(nn.Module):
     def get_trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters of trainable interventions, then model weights that require grad."""
         params = [
-            p
-            for i in self._unique_interventions()
-            if getattr(i, "trainable", False)
-            for p in i.parameters()
+            p for i in self._unique_interventions() if contract(i).trainable for p in i.parameters()
         ]
         return params + [p for p in self.model.parameters() if p.requires_grad]
 
@@ -320,7 +271,7 @@ class IntervenableModel(nn.Module):
         total = sum(
             p.numel()
             for i in self._unique_interventions()
-            if getattr(i, "trainable", False)
+            if contract(i).trainable
             for p in i.parameters()
             if p.requires_grad
         )
@@ -351,7 +302,7 @@ class IntervenableModel(nn.Module):
 
     def set_zero_grad(self) -> None:
         for i in self._unique_interventions():
-            if getattr(i, "trainable", False):
+            if contract(i).trainable:
                 i.zero_grad()
 
     def zero_grad(self, set_to_none: bool = True) -> None:

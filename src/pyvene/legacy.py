@@ -3,7 +3,8 @@ with ``intervention_types`` as ``"<class 'pkg.Name'>"`` strings, 14-element repr
 arrays, ``intervention_dimensions``, ``intervention_constant_sources``) and one
 ``intkey_{key}.bin`` state dict per trainable or constant-source intervention.
 
-Type strings resolve through the registry by their last name only (nothing is imported);
+Type strings resolve among already-imported modules, then by registered name (nothing is
+imported; :mod:`pyvene.classpath`);
 ``.bin`` files are read with ``torch.load(weights_only=True)`` on the CPU, which refuses any
 pickled object that is not a plain tensor container."""
 
@@ -15,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from .classpath import resolve_class
 from .config import _FIELDS, IntervenableConfig, RepresentationConfig
 from .errors import PyveneError, SerializationError
+from .interventions.contract import construct, contract
 
 if TYPE_CHECKING:
     from .intervenable import IntervenableModel
@@ -42,18 +45,6 @@ def read_state(path: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if k not in _DROP}
 
 
-def _class_for(type_string: Any) -> type:
-    from .interventions.base import get_intervention_class
-
-    try:
-        return get_intervention_class(str(type_string))
-    except PyveneError as err:
-        raise SerializationError(
-            f"saved intervention type {type_string!r} is not registered here: {err} Custom "
-            "classes load by name: import the module that registers it first."
-        ) from err
-
-
 def read_legacy(directory: Path, data: dict[str, Any], model: nn.Module) -> IntervenableConfig:
     """An IntervenableConfig whose representations carry ready interventions."""
     from .families import resolve_site
@@ -70,7 +61,7 @@ def read_legacy(directory: Path, data: dict[str, Any], model: nn.Module) -> Inte
     out = []
     for i in range(n):
         rep = _rep(reps[i])
-        cls = _class_for(types[i])
+        cls = resolve_class(types[i])
         try:
             site = resolve_site(model, rep.layer, rep.component)
         except PyveneError as err:
@@ -78,16 +69,14 @@ def read_legacy(directory: Path, data: dict[str, Any], model: nn.Module) -> Inte
         embed = None if site.dim is None else site.dim * rep.max_number_of_units
         kwargs = {k: v for k, v in rep._asdict().items() if k != "intervention_type"}
         try:
-            inter = cls(**{**kwargs, "embed_dim": embed, "use_fast": False})
+            inter = construct(cls, kwargs, embed)
         except Exception as err:
             raise SerializationError(f"{cls.__name__} could not be rebuilt: {err}") from err
         if dims[i] is not None and hasattr(inter, "set_interchange_dim"):
             inter.set_interchange_dim(dims[i])
         key = keys[i]
         path = None if key is None else legacy_file(directory, key)
-        needs = getattr(inter, "trainable", False) or (
-            constants[i] and not getattr(cls, "is_source_constant", False)
-        )
+        needs = contract(inter).trainable or (constants[i] and not contract(cls).source_constant)
         if needs:
             if path is None or not path.is_file():
                 raise SerializationError(f"missing weights file {str(path)!r} for {key}")

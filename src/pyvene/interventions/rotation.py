@@ -197,14 +197,18 @@ class LowRankRotatedSpaceIntervention(TrainableIntervention, DistributedRepresen
 class BoundlessRotatedSpaceIntervention(_Rotated):
     """Boundless DAS: rotation ``R`` and a learned boundary ``beta`` (``intervention_boundaries``,
     init 0.5) with a temperature ``T`` (init 50, annealed by the user). Soft mask over rotated
-    dim ``i``: ``m_i = sigmoid((i + 0.5) / T) * sigmoid((beta * D - i - 0.5) / T)``;
-    ``out = ((1 - m) bR + m sR) R^T``. The mask is over the last dim and broadcasts across
-    batch and units (works with batch > 1). As ``T -> 0`` it becomes the hard mask "first
-    round(beta * D) dims" (the original centred dims at ``i``, which caps ``m_0`` at 0.5).
+    dim ``i`` (the original's formula, the default, so folders trained with it reproduce):
+    ``m_i = sigmoid(i / T) * sigmoid((clamp(beta, 1e-3, 1) * D - i) / T)``;
+    ``out = ((1 - m) bR + m sR) R^T``. Quirk kept for parity: ``sigmoid(0 / T) = 0.5``, so
+    ``m_0 <= 0.5`` at every temperature and the first rotated dim is never fully swapped.
+    ``centred_mask=True`` uses ``i + 0.5`` instead (``m_0 -> 1`` as ``T -> 0``; the hard limit
+    is "the first round(beta * D) dims"); the option is saved with the intervention. The mask
+    is over the last dim and broadcasts across batch and units (works with batch > 1).
     Subspaces are ignored, as in the original."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, centred_mask: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.centred_mask = bool(centred_mask)
         self.intervention_boundaries = nn.Parameter(torch.tensor([0.5]))
         self.temperature = nn.Parameter(torch.tensor(50.0))
         self.register_buffer("intervention_population", torch.arange(self.width))
@@ -225,7 +229,9 @@ class BoundlessRotatedSpaceIntervention(_Rotated):
 
     def mask(self) -> torch.Tensor:
         """The current soft mask ``(D,)`` over rotated dims (float32)."""
-        pop = self.intervention_population.to(self.temperature.dtype) + 0.5
+        pop = self.intervention_population.to(self.temperature.dtype)
+        if self.centred_mask:
+            pop = pop + 0.5
         beta = torch.clamp(self.intervention_boundaries, 1e-3, 1.0) * self.width
         t = self.temperature
         return torch.sigmoid(pop / t) * torch.sigmoid((beta - pop) / t)
@@ -273,6 +279,8 @@ class PCARotatedSpaceIntervention(BasisAgnosticIntervention, DistributedRepresen
     ``components=``/``mean=``/``std=`` tensors, or with the original's ``pca=`` (an object with
     ``components_``, e.g. scikit-learn's PCA) plus ``pca_mean=``/``pca_std=``."""
 
+    init_args = ("pca", "pca_mean", "pca_std")
+
     def __init__(
         self,
         components: Any = None,
@@ -299,7 +307,6 @@ class PCARotatedSpaceIntervention(BasisAgnosticIntervention, DistributedRepresen
             raise DimensionMismatchError(f"components must be (r, D), got {tuple(comps.shape)}")
         width = comps.shape[1]
         kwargs.setdefault("embed_dim", width)
-        kwargs["low_rank_dimension"] = comps.shape[0]  # saved with the config
         super().__init__(**kwargs)
         mean = torch.zeros(width) if mean is None else torch.as_tensor(mean, dtype=torch.float32)
         std = torch.ones(width) if std is None else torch.as_tensor(std, dtype=torch.float32)
@@ -307,6 +314,10 @@ class PCARotatedSpaceIntervention(BasisAgnosticIntervention, DistributedRepresen
         self.register_buffer("pca_components", comps.clone())
         self.register_buffer("pca_mean", mean.reshape(width).clone())
         self.register_buffer("pca_std", std.reshape(width).clone())
+
+    def saved_kwargs(self) -> dict[str, Any]:
+        """The rank, saved so that a loaded folder rebuilds buffers of the right shape."""
+        return {"low_rank_dimension": int(self.pca_components.shape[0])}
 
     @classmethod
     def fit(
