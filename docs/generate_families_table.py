@@ -11,6 +11,19 @@ from pyvene.families import FAMILIES
 from pyvene.families.introspect import families, family_rows
 
 
+def _fast_path(fam) -> str:
+    spec = fam.stack
+    if spec is None:
+        return "no: " + (fam.no_stack or "not declared")
+    notes = []
+    if spec.unsupported is not None and spec.unsupported.__doc__:
+        note = spec.unsupported.__doc__.strip().splitlines()[0].rstrip(".")
+        notes.append(note[0].lower() + note[1:])
+    if not spec.window_inside:
+        notes.append("a prompt longer than a sliding window runs the whole model")
+    return "yes" + (": " + "; ".join(notes) if notes else "")
+
+
 def render() -> str:
     out = [
         "# Model families",
@@ -22,13 +35,18 @@ def render() -> str:
         "slice of a fused output; `heads`: split into heads (units `h`, `h.pos`). Any other "
         'module works by path: `component="<module path>.input"` or `.output`.',
         "",
-        "| family | model types |",
-        "|---|---|",
+        "`fast sweep path`: whether sweeps (patching, causal tracing, dataset jobs) run decoder "
+        "layers l..L from a cached state with the prefix through the KV cache (declared by the "
+        "family's `StackSpec`), or why they run the whole model instead.",
+        "",
+        "| family | model types | fast sweep path |",
+        "|---|---|---|",
     ]
     fams = families()
     for name, fam in fams.items():
         types = sorted(t for t, f in FAMILIES.items() if f is fam)
-        out.append(f"| [{name}](#{name}) | {', '.join(f'`{t}`' for t in types)} |")
+        fast = _fast_path(fam)
+        out.append(f"| [{name}](#{name}) | {', '.join(f'`{t}`' for t in types)} | {fast} |")
     for name, fam in fams.items():
         out += ["", f"## {name}", ""]
         doc = (fam.doc or "").strip()

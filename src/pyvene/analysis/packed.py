@@ -249,10 +249,7 @@ def _stack_chunk(stack, preps, sites, packed, q_start, chunk, bar):
     mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
     mask = mask.masked_fill(~allowed, torch.finfo(dtype).min)[:, None]  # (R, 1, q_len, T)
     pos = (q[None, :] - off[:, None]).clamp(min=0)  # (R, q_len)
-    rotary = None
-    if stack.kind != "gpt2":
-        dummy = torch.zeros(len(chunk), q_len, 1, dtype=dtype, device=device)
-        rotary = stack.base.rotary_emb(dummy, position_ids=pos)
+    rotary = stack.position_embeddings(pos, dtype)  # None, (cos, sin) or {layer type: ...}
     specs = patch_specs(chunk, preps, sites, packed, q_start, device)
     starts = [r.start for r in chunk]
     hidden, n_active = None, 0
@@ -275,12 +272,22 @@ def _stack_chunk(stack, preps, sites, packed, q_start, chunk, bar):
             )
             kwargs: dict[str, Any] = {"attention_mask": mask[:n_active]}
             if rotary is not None:
-                kwargs["position_embeddings"] = tuple(x[:n_active] for x in rotary)
+                kwargs["position_embeddings"] = _first_rows(rotary, n_active)
+            if stack.kind != "positional":
                 kwargs["position_ids"] = pos[:n_active]
             hidden = stack.run_layer(layer, hidden, kv, kwargs)
             if bar is not None:
                 bar.update(n_active * q_len)
     return stack.logits(hidden[:, -1])
+
+
+def _first_rows(x: Any, n: int) -> Any:
+    """The first ``n`` rows of a tensor, or of each tensor of a tuple / dict of them."""
+    if isinstance(x, dict):
+        return {k: _first_rows(v, n) for k, v in x.items()}
+    if isinstance(x, tuple):
+        return tuple(_first_rows(v, n) for v in x)
+    return x[:n]
 
 
 def _run_full(model, preps, sites, max_rows, budget, progress):

@@ -1,4 +1,5 @@
-"""Per-family adapters that run decoder layers ``l..L-1`` from a cached hidden state.
+"""Run decoder layers ``l..L-1`` from a cached hidden state: the fast sweep path, driven by
+each family's :class:`~pyvene.families.base.StackSpec` (declared in its table).
 
 A sweep cell patched at layer ``l`` and positions ``>= t`` leaves every activation at layers
 ``< l`` and at positions ``< t`` as in the base run. :class:`LayerStack` lets the sweep start
@@ -9,10 +10,9 @@ duck-typed cache. Logits are computed for the last position only.
 At the last layer only the last position is needed: :meth:`LayerStack.tail_modules` names
 the modules whose input the sweep cuts to that position.
 
-Families with an adapter: GPT-2 (``h[l]`` blocks) and the llama-like models whose decoder
-layers take ``position_embeddings`` from ``model.rotary_emb`` (llama, mistral without an
-active sliding window, qwen2, qwen3). Anything else returns ``None`` from :func:`layer_stack`
-and the sweep falls back to whole-model runs.
+:func:`stack_unavailable` says why a model has no fast path (its family declares none, the
+config is unsupported, the prompt is longer than a sliding window); sweeps then run the
+whole model.
 """
 
 from __future__ import annotations
@@ -23,9 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..families import base_model_of
-
-LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3")
+from ..families import base_model_of, family_of
 
 
 class PrefixKV:
@@ -44,27 +42,61 @@ class PrefixKV:
         return int(self.keys.shape[2])
 
 
+def _module(base: nn.Module, path: str) -> nn.Module | None:
+    try:
+        module = base.get_submodule(path)
+    except AttributeError:
+        return None
+    return module if isinstance(module, nn.Module) else None
+
+
 class LayerStack:
     """Runs one decoder layer at a time for query positions ``q_start..T-1``."""
 
-    def __init__(self, model: nn.Module, kind: str) -> None:
+    def __init__(self, model: nn.Module, spec: Any) -> None:
         base, _ = base_model_of(model)
-        self.model, self.base, self.kind = model, base, kind
-        if kind == "gpt2":
-            self.layers, self.norm = base.h, base.ln_f
-        else:
-            self.layers, self.norm = base.layers, base.norm
-        self.head = model.get_output_embeddings() if model is not base else None
+        self.model, self.base, self.spec = model, base, spec
+        self.layers = base.get_submodule(spec.layers)
+        self.norms = [m for m in (_module(base, p) for p in spec.norm) if m is not None]
+        self.rotary = _module(base, spec.rotary) if spec.rotary else None
+        self.head = model.get_output_embeddings()
         if self.head is None:
             raise ValueError("a layer stack needs a causal LM head")
-        # transformers >= 5.24 names the layer's cache argument ``cache`` (``past_key_values``
-        # before, now deprecated); pass whichever this version's layer declares.
+        config = model.config
+        self.softcap = getattr(config, spec.softcap, None) if spec.softcap else None
+        # Gemma 3: one rotary table per layer type, ``rotary(x, position_ids, layer_type)``.
+        self.layer_types = None
+        if self.rotary is not None:
+            rot = inspect.signature(type(self.rotary).forward).parameters
+            if "layer_type" in rot:
+                self.layer_types = list(config.layer_types)
+        # The layer's cache argument: ``cache`` (transformers >= 5.24), ``past_key_values``
+        # before, ``layer_past`` (GPT-NeoX).
         params = inspect.signature(type(self.layers[0]).forward).parameters
-        self.cache_arg = "cache" if "cache" in params else "past_key_values"
+        names = ("cache", "past_key_values", "layer_past")
+        self.cache_arg = next((n for n in names if n in params), "past_key_values")
+
+    @property
+    def kind(self) -> str:
+        """``"positional"`` (layers called ``(hidden, cache, mask)``) or ``"rotary"`` /
+        ``"absolute"`` (called by keyword, with or without rotary position embeddings)."""
+        if self.spec.positional:
+            return "positional"
+        return "rotary" if self.rotary is not None else "absolute"
 
     @property
     def num_layers(self) -> int:
         return len(self.layers)
+
+    def position_embeddings(self, pos: torch.Tensor, dtype: torch.dtype) -> Any:
+        """Rotary embeddings of positions ``pos`` ``(rows, q)``: ``(cos, sin)``, a dict per
+        layer type (Gemma 3), or None (absolute positions)."""
+        if self.rotary is None:
+            return None
+        dummy = torch.zeros(*pos.shape, 1, dtype=dtype, device=pos.device)
+        if self.layer_types is None:
+            return self.rotary(dummy, position_ids=pos)
+        return {t: self.rotary(dummy, pos, t) for t in set(self.layer_types)}
 
     def layer_kwargs(
         self, q_start: int, seq: int, dtype: torch.dtype, device: torch.device
@@ -76,20 +108,23 @@ class LayerStack:
         mask = torch.zeros(len(q), seq, dtype=dtype, device=device)
         mask = mask.masked_fill(k[None, :] > q[:, None], torch.finfo(dtype).min)[None, None]
         kwargs: dict[str, Any] = {"attention_mask": mask}
-        if self.kind != "gpt2":
-            pos = q[None]
-            dummy = torch.zeros(1, len(q), 1, dtype=dtype, device=device)
-            kwargs["position_embeddings"] = self.base.rotary_emb(dummy, position_ids=pos)
-            kwargs["position_ids"] = pos
+        if self.rotary is not None:
+            kwargs["position_embeddings"] = self.position_embeddings(q[None], dtype)
+            kwargs["position_ids"] = q[None]
+        elif not self.spec.positional:
+            kwargs["position_ids"] = q[None]
         return kwargs
 
     def run_layer(
         self, index: int, hidden: torch.Tensor, kv: PrefixKV, kwargs: dict[str, Any]
     ) -> torch.Tensor:
         layer = self.layers[index]
-        if self.kind == "gpt2":
+        if self.spec.positional:
             out = layer(hidden, kv, kwargs["attention_mask"])
         else:
+            emb = kwargs.get("position_embeddings")
+            if isinstance(emb, dict):
+                kwargs = {**kwargs, "position_embeddings": emb[self.layer_types[index]]}
             out = layer(hidden, **{self.cache_arg: kv}, **kwargs)
         return out[0] if isinstance(out, tuple) else out
 
@@ -100,37 +135,54 @@ class LayerStack:
         all positions) and the MLP. The residual adds then broadcast ``(rows, 1, d)`` over
         the positions; only the last position of the layer's output is meaningful."""
         layer = self.layers[index]
-        if self.kind == "gpt2":
-            return [layer.attn.c_proj, layer.mlp]
-        return [layer.self_attn.o_proj, layer.mlp]
+        return [layer.get_submodule(p) for p in self.spec.tail]
 
     def logits(self, last_hidden: torch.Tensor) -> torch.Tensor:
         """Logits from the last layer's output at one position, ``(rows, d) -> (rows, V)``."""
-        return self.head(self.norm(last_hidden))
+        h = last_hidden
+        for norm in self.norms:
+            h = norm(h)
+        logits = self.head(h)
+        if self.softcap:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits
+
+
+def stack_unavailable(model: nn.Module, seq_len: int) -> str | None:
+    """Why ``model`` cannot use the fast path for prompts of ``seq_len`` tokens (None: it
+    can)."""
+    family = family_of(model)
+    config = getattr(model, "config", None)
+    if family is None:
+        return "no registered model family"
+    if family.stack is None:
+        return family.no_stack or f"family {family.name!r} declares no layer stack"
+    base, _ = base_model_of(model)
+    if base is model or model.get_output_embeddings() is None:
+        return "no causal LM head (a base model)"
+    if getattr(model, "training", False):
+        return "the model is in training mode (dropout)"
+    if family.stack.unsupported is not None:
+        reason = family.stack.unsupported(config)
+        if reason:
+            return reason
+    if getattr(config, "use_bidirectional_attention", False):
+        return "bidirectional attention"
+    types = getattr(config, "layer_types", None) or []
+    other = sorted({t for t in types if t not in ("full_attention", "sliding_attention")})
+    if other:
+        return f"layer types {other}"
+    window = getattr(config, "sliding_window", None)
+    sliding = "sliding_attention" in types or (
+        not types and getattr(config, "use_sliding_window", True) is not False
+    )
+    if window is not None and sliding and seq_len > window and not family.stack.window_inside:
+        return f"the prompt ({seq_len} tokens) is longer than the sliding window ({window})"
+    return None
 
 
 def layer_stack(model: nn.Module, seq_len: int) -> LayerStack | None:
-    """The adapter for ``model``, or None when its family has none (use whole-model runs)."""
-    config = getattr(model, "config", None)
-    model_type = getattr(config, "model_type", None)
-    base, _ = base_model_of(model)
-    if base is model or model.get_output_embeddings() is None:
+    """The adapter for ``model``, or None when it has none (use whole-model runs)."""
+    if stack_unavailable(model, seq_len) is not None:
         return None
-    if getattr(model, "training", False):
-        return None
-    if model_type == "gpt2":
-        if getattr(config, "add_cross_attention", False):
-            return None
-        if getattr(config, "reorder_and_upcast_attn", False):
-            return None
-        return LayerStack(model, "gpt2")
-    if model_type in LLAMA_LIKE and hasattr(base, "rotary_emb"):
-        window = getattr(config, "sliding_window", None)
-        if window is not None and getattr(config, "use_sliding_window", True) and seq_len > window:
-            return None
-        if getattr(config, "layer_types", None) and any(
-            t != "full_attention" for t in config.layer_types
-        ):
-            return None
-        return LayerStack(model, model_type)
-    return None
+    return LayerStack(model, family_of(model).stack)

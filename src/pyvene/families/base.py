@@ -62,6 +62,32 @@ class Component:
 
 
 @dataclass(frozen=True)
+class StackSpec:
+    """How a causal LM runs one decoder layer at a time: the fast sweep path (see
+    :mod:`pyvene.analysis.stack`). Paths are relative to the HF base model.
+
+    ``layers``: the decoder layer list; ``norm``: modules applied after the last layer, in
+    order (a missing or None one is skipped: OPT's ``project_out``); ``rotary``: the rotary
+    embedding module called ``(x, position_ids)`` (or ``(x, position_ids, layer_type)``), None
+    for absolute positions added at the embedding; ``positional``: layers are called
+    ``(hidden, cache, mask)`` (GPT-2, GPT-Neo) instead of by keyword; ``tail``: modules of the
+    last layer whose first input can be cut to the last position (attention output
+    projection, MLP); ``softcap``: config attribute of a final logit soft-cap (Gemma 2/3);
+    ``window_inside``: the layers enforce their sliding window themselves (GPT-Neo's local
+    attention buffer), so prompts longer than the window are fine; ``unsupported``: config ->
+    why this config cannot use the path (None: it can)."""
+
+    layers: str
+    norm: tuple[str, ...]
+    rotary: str | None = None
+    positional: bool = False
+    tail: tuple[str, ...] = ("self_attn.o_proj", "mlp")
+    softcap: str | None = None
+    window_inside: bool = False
+    unsupported: Callable[[Any], str | None] | None = None
+
+
+@dataclass(frozen=True)
 class Family:
     """A model family: its components and how many layers a config has."""
 
@@ -76,6 +102,9 @@ class Family:
     root: tuple[str, ...] = ()
     config_path: str = ""
     doc: str = ""
+    # The fast sweep path (run layers l..L from a cached state), or why there is none.
+    stack: StackSpec | None = None
+    no_stack: str = ""
 
     def component_root(self, name: str) -> tuple[str, ...]:
         spec = self.components[name]

@@ -53,4 +53,5 @@ BLIP = Family(
             doc="image-text matching logits (BlipForImageTextRetrieval); layer 0",
         ),
     },
+    no_stack="vision-language model: the fast path covers decoder-only language models (sweeps run the whole model)",
 )  # fmt: skip

@@ -47,12 +47,18 @@ def bert_components(act: str | None, layers: str = "encoder.layer") -> dict[str,
     }
 
 
+_NO_STACK = (
+    "bidirectional encoder: every position attends to later ones, so no causal prefix can be "
+    "reused and a patch changes all positions (sweeps run the whole model)"
+)
+
 BERT = Family(
     name="bert",
     model_types=("bert", "roberta"),
     num_layers=attr("num_hidden_layers"),
     layers_path="encoder.layer",
     components=bert_components("intermediate_act_fn"),
+    no_stack=_NO_STACK,
 )
 
 ESM = Family(
@@ -61,4 +67,5 @@ ESM = Family(
     num_layers=attr("num_hidden_layers"),
     layers_path="encoder.layer",
     components=bert_components(None),
+    no_stack=_NO_STACK,
 )

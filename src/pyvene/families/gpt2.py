@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Component, Family, attr, head_dim, num_heads, third
+from .base import Component, Family, StackSpec, attr, head_dim, num_heads, third
 
 _d = attr("n_embd")
 
@@ -19,6 +19,15 @@ def _qkv(index: int, heads: bool) -> Component:
         part=third(index, _d),
         heads=num_heads if heads else None,
     )
+
+
+def _gpt2_stack(config) -> str | None:
+    """Not with cross-attention layers or reorder_and_upcast_attn."""
+    if getattr(config, "add_cross_attention", False):
+        return "cross-attention layers (an encoder-decoder setup)"
+    if getattr(config, "reorder_and_upcast_attn", False):
+        return "reorder_and_upcast_attn"
+    return None
 
 
 GPT2 = Family(
@@ -45,4 +54,7 @@ GPT2 = Family(
         "head_key_output": _qkv(1, True),
         "head_value_output": _qkv(2, True),
     },
+    stack=StackSpec(
+        "h", ("ln_f",), positional=True, tail=("attn.c_proj", "mlp"), unsupported=_gpt2_stack
+    ),
 )

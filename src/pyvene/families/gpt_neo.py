@@ -3,7 +3,7 @@ original pyvene table missed that level)."""
 
 from __future__ import annotations
 
-from .base import Component, Family, attr, head_dim, num_heads
+from .base import Component, Family, StackSpec, attr, head_dim, num_heads
 
 _d = attr("hidden_size")
 _A = "h.{layer}.attn.attention"
@@ -11,6 +11,14 @@ _A = "h.{layer}.attn.attention"
 
 def _mlp_width(config) -> int:
     return config.intermediate_size or 4 * config.hidden_size
+
+
+def _eager_only(config) -> str | None:
+    """Eager attention only (local layers mask their window with a buffer there), any length."""
+    impl = getattr(config, "_attn_implementation", None) or "eager"
+    if impl != "eager":
+        return f"attention implementation {impl!r} (the fast path needs 'eager')"
+    return None
 
 
 GPT_NEO = Family(
@@ -37,4 +45,12 @@ GPT_NEO = Family(
         "head_key_output": Component(f"{_A}.k_proj", "output", head_dim, heads=num_heads),
         "head_value_output": Component(f"{_A}.v_proj", "output", head_dim, heads=num_heads),
     },
+    stack=StackSpec(
+        "h",
+        ("ln_f",),
+        positional=True,
+        tail=("attn.attention.out_proj", "mlp"),
+        window_inside=True,
+        unsupported=_eager_only,
+    ),  # fmt: skip
 )

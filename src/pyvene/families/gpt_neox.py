@@ -5,7 +5,7 @@ not slices."""
 
 from __future__ import annotations
 
-from .base import Component, Family, attr, head_dim, interleaved, num_heads
+from .base import Component, Family, StackSpec, attr, head_dim, interleaved, num_heads
 
 _d = attr("hidden_size")
 _QKV = "layers.{layer}.attention.query_key_value"
@@ -47,4 +47,7 @@ GPT_NEOX = Family(
         **{f"{n}_output": _qkv(i, False) for i, n in enumerate(("query", "key", "value"))},
         **{f"head_{n}_output": _qkv(i, True) for i, n in enumerate(("query", "key", "value"))},
     },
+    stack=StackSpec(
+        "layers", ("final_layer_norm",), rotary="rotary_emb", tail=("attention.dense", "mlp")
+    ),
 )

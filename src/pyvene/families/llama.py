@@ -3,7 +3,7 @@ decoder layers under ``layers``. Serves llama, mistral, qwen2/3, gemma/2/3-text,
 
 from __future__ import annotations
 
-from .base import Component, Family, attr, head_dim, num_heads, num_kv_heads
+from .base import Component, Family, StackSpec, attr, head_dim, num_heads, num_kv_heads
 
 _d = attr("hidden_size")
 
@@ -51,9 +51,20 @@ LLAMA_COMPONENTS = {
 LLAMA = Family(
     name="llama",
     model_types=(
-        "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo", "olmo2",
+        "llama",
+        "mistral",
+        "qwen2",
+        "qwen3",
+        "gemma",
+        "gemma2",
+        "gemma3_text",
+        "olmo",
+        "olmo2",
     ),
     num_layers=attr("num_hidden_layers"),
     layers_path="layers",
     components=LLAMA_COMPONENTS,
-)  # fmt: skip
+    stack=StackSpec("layers", ("norm",), rotary="rotary_emb", softcap="final_logit_softcapping"),
+)
+
+LLAMA_STACK = LLAMA.stack  # fmt: skip

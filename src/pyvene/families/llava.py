@@ -55,4 +55,5 @@ LLAVA = Family(
         **LLAMA_COMPONENTS,
         **tower(clip_components(), "vision_tower", "vision_config", prefix="vision."),
     },
+    no_stack="vision-language model: image features are spliced into the text embeddings before the decoder (sweeps run the whole model)",
 )

@@ -32,4 +32,5 @@ MAMBA = Family(
             doc="y * act(z): the gated SSM output before out_proj",
         ),
     },
+    no_stack="state-space layers carry a recurrent state, not keys/values to attend to (sweeps run the whole model)",
 )  # fmt: skip

@@ -15,7 +15,7 @@ change routing."""
 from __future__ import annotations
 
 from .base import Family, attr
-from .llama import LLAMA_COMPONENTS
+from .llama import LLAMA_COMPONENTS, LLAMA_STACK
 
 _NOTE = (
     "Mixtral has no per-expert (batch, position) tensors: transformers >= 5 fuses the experts "
@@ -31,6 +31,7 @@ MIXTRAL = Family(
     model_types=("mixtral",),
     num_layers=attr("num_hidden_layers"),
     components={k: v for k, v in LLAMA_COMPONENTS.items() if k != "mlp_activation"},
+    stack=LLAMA_STACK,
     notes=dict.fromkeys(
         ("mlp_activation", "expert_input", "expert_output", "router_output"), _NOTE
     ),

@@ -6,7 +6,7 @@ declare ``tokens_from`` (the decoder layer, whose input is (B, S, D)), so their 
 
 from __future__ import annotations
 
-from .base import Component, Family, attr, head_dim, num_heads
+from .base import Component, Family, StackSpec, attr, head_dim, num_heads
 
 _d = attr("hidden_size")
 _L = "decoder.layers.{layer}"
@@ -51,4 +51,11 @@ OPT = Family(
         "head_key_output": _proj("k_proj", True),
         "head_value_output": _proj("v_proj", True),
     },
+    # The MLP runs on token-flattened (B * S, D) tensors inside the layer (no module to cut):
+    # the last layer cuts only the attention output to the last position.
+    stack=StackSpec(
+        "decoder.layers",
+        ("decoder.final_layer_norm", "decoder.project_out"),
+        tail=("self_attn.out_proj",),
+    ),  # fmt: skip
 )

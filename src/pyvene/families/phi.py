@@ -4,7 +4,7 @@ of unequal widths: ``part`` slices) and fused ``gate_up_proj`` (gate | up halves
 
 from __future__ import annotations
 
-from .base import Component, Family, attr, head_dim, num_heads, num_kv_heads, split
+from .base import Component, Family, StackSpec, attr, head_dim, num_heads, num_kv_heads, split
 
 _d = attr("hidden_size")
 _ffn = attr("intermediate_size")
@@ -60,6 +60,9 @@ PHI = Family(
         "head_key_output": _proj("k_proj", _kv_width, num_kv_heads),
         "head_value_output": _proj("v_proj", _kv_width, num_kv_heads),
     },
+    stack=StackSpec(
+        "layers", ("final_layernorm",), rotary="rotary_emb", tail=("self_attn.dense", "mlp")
+    ),
 )
 
 _QKV = f"{_L}.self_attn.qkv_proj"
@@ -93,4 +96,5 @@ PHI3 = Family(
             for name, (part, _, heads) in _parts.items()
         },
     },
+    stack=StackSpec("layers", ("norm",), rotary="rotary_emb"),
 )

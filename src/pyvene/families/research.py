@@ -26,6 +26,7 @@ MLP = Family(
         "block_output": Component("h.{layer}", "output", _h),
         "mlp_activation": Component("h.{layer}.act", "output", _h),
     },
+    no_stack="research model without attention layers (sweeps run the whole model)",
 )
 
 
@@ -75,4 +76,5 @@ GRU = Family(
         "block_output": Component("layer_outputs.{layer}", "output", _h),
         **GRU_CELL_COMPONENTS,
     },
+    no_stack="research model without attention layers (sweeps run the whole model)",
 )

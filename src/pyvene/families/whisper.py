@@ -49,4 +49,5 @@ WHISPER = Family(
         **whisper_components("encoder", "encoder"),
         **{f"decoder.{k}": v for k, v in whisper_components("decoder", "decoder").items()},
     },
+    no_stack="encoder-decoder: decoder layers also attend to the encoder output (sweeps run the whole model)",
 )
