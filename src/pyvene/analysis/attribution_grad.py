@@ -1,0 +1,247 @@
+"""The passes behind attribution patching: source activations (no grad), one base forward and
+backward that yields the metric's gradient at every requested site, and GradDrop's
+dropped-layer gradients.
+
+Only activations get gradients: every parameter is held at ``requires_grad=False`` for the
+pass (restored afterwards, also when the forward raises) and the first hooked tensor that
+does not require grad becomes a leaf that does. Each hook returns a view of its tensor, so
+the recorded tensor is exactly the one the rest of the model consumes. Every tensor stays on
+its module's device.
+
+GradDrop (Kramar et al. 2024, section 3.1.2): the estimate with the gradient through layer
+``l``'s residual-stream contribution zeroed, i.e. ``out_l = in_l + stopgrad(out_l - in_l)``.
+That changes gradients only upstream of ``in_l``: there they are the vector-Jacobian product
+of ``in_l`` with the (unchanged) gradient at ``out_l``; nodes inside layer ``l`` get zero;
+everything downstream keeps the plain gradient. One forward serves all ``L`` variants.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..families import HookSite, resolve_site
+from ..hooks import HookSession
+
+
+@dataclass
+class SiteInfo:
+    """A resolved site and how its raw last dim splits into cells.
+
+    ``cols``: raw columns of the component inside the hooked tensor (None: all of it);
+    ``heads``/``head_dim``: the head split of those columns (None: no heads); ``key``: the
+    hooked tensor, shared by components on the same module and side (GPT-2's Q|K|V);
+    ``stage``: where the site sits relative to the residual stream, for GradDrop: ``"in"``
+    (the layer's input), ``"out"`` (its output) or ``"inner"`` (inside the layer)."""
+
+    component: str
+    layer: int
+    site: HookSite
+    key: tuple[str, str]
+    cols: torch.Tensor | None
+    heads: int | None
+    head_dim: int | None
+    stage: str
+
+
+def site_info(model: nn.Module, component: str, layer: int, width: int | None = None) -> SiteInfo:
+    """Resolve ``component`` at ``layer`` (family table or module path)."""
+    site = resolve_site(model, layer, component)
+    part = site.part
+    cols = None
+    if part is not None:
+        if width is None:
+            raise ValueError("a fused component needs its raw width")
+        idx = torch.arange(width)
+        if isinstance(part, tuple):
+            cols = idx[part[0] : part[1]]
+        else:  # interleaved (groups, parts, width)
+            cols = idx.view(part.groups, part.parts, -1)[:, part.index, :].reshape(-1)
+    head_dim = None
+    if site.heads is not None:
+        n = site.dim * site.heads if cols is None else len(cols)
+        head_dim = n // site.heads
+    stage = "inner"
+    try:
+        block = resolve_site(model, layer, "block_input").module
+    except Exception:  # noqa: BLE001 - a model without a block table: no GradDrop staging
+        block = None
+    if site.module is block:
+        stage = "in" if site.hook == "input" else "out"
+    return SiteInfo(
+        component, layer, site, (site.module_path, str(site.hook)), cols, site.heads, head_dim,
+        stage,
+    )  # fmt: skip
+
+
+@contextlib.contextmanager
+def frozen(model: nn.Module) -> Iterator[None]:
+    """Parameters at ``requires_grad=False`` inside the block (restored afterwards)."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def last_logits(model: nn.Module, inputs: dict[str, Any], **extra: Any) -> torch.Tensor:
+    """Logits at the last position ``(rows, vocab)``, computing only those when supported."""
+    try:
+        out = model(**inputs, logits_to_keep=1, **extra)
+    except TypeError:
+        out = model(**inputs, **extra)
+    return out.logits[:, -1]
+
+
+def collect(
+    model: nn.Module, inputs: dict[str, Any], sites: dict[tuple, HookSite]
+) -> tuple[dict[tuple, torch.Tensor], torch.Tensor]:
+    """No-grad run: the hooked tensor of every site key, and the last-position logits."""
+    store: dict[tuple, torch.Tensor] = {}
+    with torch.no_grad(), HookSession() as session:
+        for key, site in sites.items():
+
+            def keep(t: torch.Tensor, key: tuple = key) -> None:
+                store[key] = t.detach().clone()
+
+            session.on(site.module, site.hook, keep)
+        logits = last_logits(model, inputs, use_cache=False)
+    return store, logits
+
+
+@dataclass
+class GradPass:
+    """The base run's activations and metric gradients per site key; ``calls`` holds the
+    attention modules' call arguments (for the QK fix); ``rows``: per-row metric values."""
+
+    acts: dict[tuple, torch.Tensor]
+    grads: dict[tuple, torch.Tensor]
+    rows: torch.Tensor
+    calls: dict[int, tuple[tuple, dict]]
+    dropped: Callable[[int, list[tuple]], dict[tuple, torch.Tensor]] | None
+    n_layers: int
+    dropped_all: Callable[[list[tuple], int], dict[tuple, torch.Tensor]] | None = None
+
+
+def _view(t: torch.Tensor) -> torch.Tensor:
+    return t.view_as(t) if t.requires_grad else t.detach().requires_grad_()
+
+
+def grad_pass(
+    model: nn.Module,
+    inputs: dict[str, Any],
+    metric: Callable[[torch.Tensor], torch.Tensor],
+    sites: dict[tuple, HookSite],
+    *,
+    attention_calls: dict[int, nn.Module] | None = None,
+    drop_layers: int | None = None,
+) -> GradPass:
+    """One base forward and backward. ``sites``: key -> site to record. ``attention_calls``:
+    layer -> attention module whose call arguments to keep. ``drop_layers``: the number of
+    decoder layers, to prepare GradDrop (then :attr:`GradPass.dropped` ``(l, keys)`` returns
+    the gradients at ``keys`` with layer ``l``'s contribution dropped; call it before the
+    next grad pass, it keeps the graph alive)."""
+    store: dict[tuple, torch.Tensor] = {}
+    calls: dict[int, tuple[tuple, dict]] = {}
+    block_in: dict[int, torch.Tensor] = {}
+    block_out: dict[int, torch.Tensor] = {}
+    ctx = contextlib.ExitStack()
+    ctx.enter_context(torch.enable_grad())
+    ctx.enter_context(frozen(model))
+    with ctx, HookSession() as session:
+        for key, site in sites.items():
+
+            def rec(t: torch.Tensor, key: tuple = key) -> torch.Tensor:
+                store[key] = t = _view(t)
+                return t
+
+            session.on(site.module, site.hook, rec)
+        for layer, module in (attention_calls or {}).items():
+
+            def keep_call(mod, args, kwargs, layer=layer):
+                calls[layer] = (args, kwargs)
+
+            session._handles.append(module.register_forward_pre_hook(keep_call, with_kwargs=True))
+        # installed after the sites: on a shared module these tensors are downstream of them
+        for layer in range(drop_layers or 0):
+            bi, bo = (
+                resolve_site(model, layer, "block_input"),
+                resolve_site(model, layer, "block_output"),
+            )
+
+            def rec_in(t: torch.Tensor, layer: int = layer) -> torch.Tensor:
+                block_in[layer] = t = _view(t)
+                return t
+
+            def rec_out(t: torch.Tensor, layer: int = layer) -> torch.Tensor:
+                block_out[layer] = t = _view(t)
+                return t
+
+            session.on(bi.module, bi.hook, rec_in)
+            session.on(bo.module, bo.hook, rec_out)
+        rows = metric(last_logits(model, inputs, use_cache=False)).float()
+        keys = list(store)
+        outs = [block_out[k] for k in sorted(block_out)]
+        wanted = [store[k] for k in keys] + outs
+        grads = torch.autograd.grad(
+            rows.sum(), wanted, retain_graph=bool(drop_layers), allow_unused=True
+        )
+    grad_of = {k: torch.zeros_like(store[k]) if g is None else g for k, g in zip(keys, grads)}
+    out_grads = [torch.zeros_like(o) if g is None else g for o, g in zip(outs, grads[len(keys) :])]
+
+    def dropped(layer: int, want: list[tuple]) -> dict[tuple, torch.Tensor]:
+        """Gradients at ``want`` (keys upstream of layer ``layer``'s input) with the layer's
+        residual contribution dropped: the VJP of its input with its output's gradient."""
+        if not want:
+            return {}
+        with torch.enable_grad():
+            got = torch.autograd.grad(
+                block_in[layer], [store[k] for k in want], grad_outputs=out_grads[layer],
+                retain_graph=True, allow_unused=True,
+            )  # fmt: skip
+        return {k: torch.zeros_like(store[k]) if g is None else g for k, g in zip(want, got)}
+
+    def dropped_all(want: list[tuple], group: int) -> dict[tuple, torch.Tensor]:
+        """``dropped(l, want)`` for every layer at once, ``(L, *shape)`` per key: one
+        backward with the ``L`` output gradients batched (``is_grads_batched``), ``group``
+        layers per call; per-layer VJPs where an operation has no batched backward."""
+        n = len(block_in)
+        parts: dict[tuple, list[torch.Tensor]] = {k: [] for k in want}
+        for lo in range(0, n, group):
+            hi = min(n, lo + group)
+            outs = [block_in[k] for k in range(lo, hi)]
+            grad_outputs = []
+            for i, k in enumerate(range(lo, hi)):
+                g = out_grads[k].new_zeros((hi - lo, *out_grads[k].shape))
+                g[i] = out_grads[k]
+                grad_outputs.append(g)
+            try:
+                with torch.enable_grad():
+                    got = torch.autograd.grad(
+                        outs, [store[k] for k in want], grad_outputs=grad_outputs,
+                        retain_graph=True, allow_unused=True, is_grads_batched=True,
+                    )  # fmt: skip
+                got = [
+                    store[k].new_zeros((hi - lo, *store[k].shape)) if g is None else g
+                    for k, g in zip(want, got)
+                ]
+            except RuntimeError:  # no batching rule for some backward: one VJP per layer
+                per = [dropped(k, want) for k in range(lo, hi)]
+                got = [torch.stack([p[k] for p in per]) for k in want]
+            for k, g in zip(want, got):
+                parts[k].append(g)
+        return {k: torch.cat(v) for k, v in parts.items()}
+
+    acts = {k: v.detach() for k, v in store.items()}
+    gp = GradPass(acts, grad_of, rows.detach(), calls, dropped if drop_layers else None,
+                  drop_layers or 0)  # fmt: skip
+    gp.dropped_all = dropped_all if drop_layers else None
+    return gp
