@@ -230,3 +230,17 @@ def test_bad_method_and_verify():
                              heads=[0, 4], progress=False)  # fmt: skip
     with pytest.raises(ConfigError, match="verify"):
         attribution_patching(model, base, source, metric7, verify=0, progress=False)
+
+
+def test_exact_effects_take_plain_id_tensors():
+    """Regression: ids passed as tensors (not dicts) work for neuron and head cells."""
+    from pyvene.analysis.attribution_verify import CellSpec, exact_effects
+
+    model = make_llama(n_layer=2)
+    base, source = ids(1, 5, seed=8), ids(1, 5, seed=9)
+    specs = [CellSpec("mlp_activation", 1, 3, (4,), True),
+             CellSpec("head_attention_value_output", 1, 2, (4,))]  # fmt: skip
+    want = exact_effects(model, base, source, metric7, specs)
+    got = exact_effects(model, base["input_ids"], source["input_ids"], metric7, specs)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert want.abs().min() > 0

@@ -86,6 +86,12 @@ def test_patch_end_to_end(bundled, tmp_path, capsys):
         (["trace", PROMPT, "--target", " Paris", "--subject", "Louvre"], "subject"),
         (["trace", PROMPT, "--target", " Paris", "--subject", "Tower", "--model", "/no/such"],
          "does not exist"),
+        (["trace", PROMPT, "--target", " Paris", "--subject", "Tower", "--kinds", "mlp"],
+         "unknown trace kind"),
+        (["trace", PROMPT, "--target", " Paris", "--subject", "Tower", "--out", "t.gif"], ".png"),
+        (["patch", "a b", "a c", "--target", " b", "--out", "/no/such/dir/p.png"],
+         "does not exist"),
+        (["patch", "a b", "a c", "--target", " b", "--components", "mlp"], "unknown component"),
     ],
 )  # fmt: skip
 def test_user_errors_are_one_line(bundled, argv, needle, capsys):

@@ -276,23 +276,23 @@ def test_source_run_stops_after_the_last_chosen_timestep():
 
 
 # --------------------------------------------------------------------------- errors
-def test_base_timestep_out_of_range_names_it_and_the_sequence_length():
+def test_base_timestep_out_of_range_names_it_and_the_timestep_count():
     model = make_classifier()
     pvm = pvm_for(model, "cell_output", intervention=pv.ZeroIntervention)
     with pytest.raises(pv.LocationError) as err:
         pvm(embeds(2, 1), unit_locations={"base": [[[1], [7]]]})
     msg = str(err.value)
-    assert "timestep 7" in msg and f"sequence length {SEQ}" in msg and "0..4" in msg
+    assert "timestep 7" in msg and f"it has {SEQ} timestep(s)" in msg and "0..4" in msg
     assert no_hooks(model)
 
 
-def test_source_timestep_out_of_range_names_it_and_the_sequence_length():
+def test_source_timestep_out_of_range_names_it_and_the_timestep_count():
     model = make_classifier()
     pvm = pvm_for(model, "cell_output")
     with pytest.raises(pv.LocationError) as err:
         pvm(embeds(2, 1), [embeds(2, 2)], {"sources->base": (6, 1)})
     msg = str(err.value)
-    assert "source timestep 6" in msg and f"sequence length {SEQ}" in msg
+    assert "source timestep 6" in msg and f"it has {SEQ} timestep(s)" in msg
     assert no_hooks(model)
 
 

@@ -22,6 +22,7 @@ from .engine import (
 )
 from .errors import ConfigError, LocationError, user_stacklevel
 from .hooks import HookSession
+from .idioms import check_call
 from .interventions.contract import contract
 from .locations import broadcast, broadcast_subspaces, normalize, sides_to_units
 
@@ -160,6 +161,7 @@ def intervened_call(
         units = [s.unit for s in pvm._slots]
         for key, (src, dst) in normalize(unit_locations, keys, units, batch).items():
             state.source_units[key], state.base_units[key] = src, dst
+        check_call(active, runs, base, sources, state)
         layout_parts = _one_pass_parts(
             pvm, base, sources, runs, labels, use_cache, output_original_output
         )

@@ -14,6 +14,7 @@ import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .errors import PyveneError
 from .fetch import add_arguments as add_fetch_arguments
 from .fetch import run as run_fetch
 
@@ -34,8 +35,8 @@ EPILOG = """examples:
 """
 
 
-class CLIError(Exception):
-    """A user error: printed as one line, exit status 2."""
+class CLIError(PyveneError, ValueError):
+    """A user error: printed as one line, exit status 2 (as every PyveneError is)."""
 
 
 def _load(model_dir: str | None) -> tuple[Any, Any]:
@@ -59,6 +60,22 @@ def _load(model_dir: str | None) -> tuple[Any, Any]:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CLIError(f"cannot load a causal LM from {model_dir!r}: {first}") from None
     return model.eval(), tokenizer
+
+
+def _check_out(path: str | None) -> None:
+    """Refuse a figure path with an unknown format or a missing folder before any work."""
+    if path is None:
+        return
+    from .analysis.plots import FORMATS
+
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    if ext not in FORMATS:
+        raise CLIError(
+            f"--out {path!r}: the format comes from the extension; use .png, .svg or .pdf"
+        )
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise CLIError(f"--out {path!r}: folder {folder!r} does not exist")
 
 
 def _layers(spec: str | None, n_layers: int) -> list[int] | None:
@@ -284,10 +301,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     try:
+        _check_out(getattr(args, "out", None))  # fetch-model writes no figure
         with torch.no_grad():  # scoped: main() is also called in-process (tests, notebooks)
             return int(args.run(args))
-    except CLIError as exc:
-        print(f"pyvene: error: {exc}", file=sys.stderr)
+    except PyveneError as exc:  # bad input: one line, no traceback
+        message = " ".join(str(exc).split())
+        print(f"pyvene: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("pyvene: interrupted", file=sys.stderr)

@@ -24,6 +24,13 @@ class UnknownComponentError(ConfigError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class UnknownKeyError(ConfigError, KeyError):
+    """An intervention key (``interventions[key]``) does not exist."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class LayerOutOfRangeError(ConfigError, IndexError):
     """A representation's layer is outside the model's layers."""
 

@@ -104,12 +104,16 @@ def _checked(idx: torch.Tensor, bounds: tuple[int, int], size: int, what: str) -
 
 def _rows(units: Units, batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
     index = units.index.to(device)
-    if index.shape[0] not in (1, batch):
-        raise LocationError(f"locations for {index.shape[0]} examples, batch has {batch}")
+    pos = None if units.pos is None else units.pos.to(device)
+    for got in (index, pos):
+        if got is not None and got.shape[0] not in (1, batch):
+            raise LocationError(
+                f"locations for {got.shape[0]} examples, but this run's batch has {batch}; give "
+                "one list per example, or a single list for the whole batch"
+            )
     index = index.expand(batch, -1)
-    pos = None
-    if units.pos is not None:
-        pos = units.pos.to(device).expand(batch, -1)
+    if pos is not None:
+        pos = pos.expand(batch, -1)
     rows = torch.arange(batch, device=device)
     return rows, index, pos
 

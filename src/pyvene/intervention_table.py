@@ -13,7 +13,7 @@ from torch import nn
 
 from .config import RepresentationConfig
 from .engine import Slot
-from .errors import ConfigError, choices_message
+from .errors import ConfigError, UnknownKeyError, choices_message
 from .interventions.basic import LambdaIntervention
 from .interventions.contract import construct
 
@@ -34,7 +34,7 @@ class InterventionDict(nn.ModuleDict):
             hits = [k for k in self._modules if k.startswith(prefix)]
             if len(hits) == 1:
                 return hits[0]
-        raise KeyError(choices_message("intervention key", key, list(self._modules)))
+        raise UnknownKeyError(choices_message("intervention key", key, list(self._modules)))
 
     def __getitem__(self, key: str | int) -> nn.Module:
         if isinstance(key, int):

@@ -146,6 +146,8 @@ def sides_to_units(
         if side is None:
             continue
         name = "source" if side_index == 0 else "base"
+        if isinstance(side, torch.Tensor):
+            side = side.tolist()
         if not isinstance(side, (list, tuple)) or len(side) != n:
             got = len(side) if isinstance(side, (list, tuple)) else type(side).__name__
             raise LocationError(

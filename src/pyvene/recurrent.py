@@ -24,7 +24,7 @@ activation at example b's k-th chosen timestep; with ``None`` (B, T, D), every s
 
 Range: how many steps a forward has is known only once it ran, so a chosen timestep >= the
 number of calls raises :class:`~pyvene.errors.LocationError` right after the forward, naming
-the timestep and the sequence length. calls.py never runs a "t" source in the one-pass batch
+the timestep and how many timesteps ran. calls.py never runs a "t" source in the one-pass batch
 (a source timestep later than its base timestep would not exist yet when the base step runs).
 """
 
@@ -49,6 +49,12 @@ if TYPE_CHECKING:
 def check_step_unit(unit: str, site: HookSite) -> None:
     """A component that runs once per timestep takes unit "t" only: with "pos" every call
     would be patched with whatever the source held at that call (the original's bug)."""
+    if unit == "t" and not getattr(site, "per_step", False) and site.layer is not None:
+        raise ConfigError(
+            f"unit 't' (timesteps) needs a recurrent cell that runs once per timestep, but "
+            f"{site.component!r} ({site.module_path}) runs once on the whole sequence; use "
+            "unit 'pos' for positions (unit 't' would act on every position at once)"
+        )
     if getattr(site, "per_step", False) and unit != "t":
         raise ConfigError(
             f"{site.component!r} runs once per timestep ({site.module_path} is a recurrent "
@@ -112,11 +118,20 @@ def write_step(
 
 
 def out_of_range(key: str, site: HookSite, side: str, step: int, calls: int) -> LocationError:
-    """'timestep 7 is out of range: ... ran 5 times (sequence length 5); valid 0..4'."""
+    """'timestep 7 is out of range: ... ran 5 times, so this forward has 5 timesteps (0..4)'."""
     valid = f"valid timesteps are 0..{calls - 1}" if calls else "it never ran"
     return LocationError(
         f"{key}: {side} timestep {step} is out of range: {site.module_path} ran {calls} "
-        f"time(s) in this forward (sequence length {calls}); {valid}"
+        f"time(s) in this forward, one per timestep, so it has {calls} timestep(s); {valid}"
+    )
+
+
+def whole_sequence(key: str, site: HookSite, shape: tuple[int, ...]) -> ConfigError:
+    """A module path under unit "t" that ran once on a (B, S, ...) tensor is not recurrent."""
+    return ConfigError(
+        f"{key}: unit 't' (timesteps) needs a module that runs once per timestep, but "
+        f"{site.module_path} ran once on a tensor of shape {tuple(shape)} (the whole sequence); "
+        "use unit 'pos' for positions"
     )
 
 
@@ -203,9 +218,12 @@ def make_step_setter(
     buffer: list[torch.Tensor | None] = [None]  # Collect at the chosen steps
     chosen: dict[int, frozenset[int]] = {}
 
+    seen: list[tuple[int, ...]] = [()]  # the hooked tensor's shape (non-recurrent check)
+
     def setter(x: torch.Tensor, module_input: torch.Tensor | None = None) -> torch.Tensor | None:
         nonlocal calls
         step, calls = calls, calls + 1
+        seen[0] = tuple(x.shape)
         units = state.base_units.get(key)
         if units is not None:
             if id(units) not in chosen:
@@ -244,6 +262,8 @@ def make_step_setter(
         return new if layout is None else layout.replace_base(x, new)
 
     def finish() -> None:
+        if calls == 1 and not site.per_step and len(seen[0]) >= 3 and seen[0][1] > 1:
+            raise whole_sequence(key, site, seen[0])
         units = state.base_units.get(key)
         if units is not None and units.bounds[1] >= calls:
             raise out_of_range(key, site, "base", units.bounds[1], calls)

@@ -37,6 +37,7 @@ from .classpath import class_reference, resolve_class
 from .config import IntervenableConfig, RepresentationConfig
 from .errors import PyveneError, SerializationError
 from .hub import push_folder, resolve_directory
+from .idioms import warn_hub_name
 from .interventions.contract import caller_kwargs, construct, contract
 from .saved_schema import checksum, decode_kwargs, encode_kwargs, validate_config, verify_checksum
 
@@ -101,6 +102,8 @@ def save(
 ) -> None:
     """Write ``config.json`` + ``interventions.safetensors`` (+ ``model.safetensors`` with the
     model weights that require grad when ``include_model``); optionally upload to the hub."""
+    if not save_to_hf_hub:
+        warn_hub_name(save_directory, "save")
     entries, tensors = describe(pvm)
     directory = Path(save_directory).expanduser()
     directory.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .errors import SerializationError
+from .idioms import warn_hub_name
 from .interventions.contract import contract
 from .serialization import (
     MODEL_NAME,
@@ -34,6 +35,7 @@ def save_intervention(
     pvm: IntervenableModel, save_directory: str | os.PathLike, include_model: bool = True
 ) -> None:
     """Write the trainable interventions' weights (+ the model weights that require grad)."""
+    warn_hub_name(save_directory, "save_intervention")
     tensors: dict[str, torch.Tensor] = {}
     seen: set[int] = set()
     for slot in pvm._slots:

@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from .errors import ConfigError
+
 Batch = dict[str, Any]
 
 __all__ = ["default_logits", "intervened_outputs", "iia", "train_interchange"]
@@ -71,7 +73,7 @@ def train_interchange(
     total = None
     if temperature is not None:
         if callable(batches):
-            raise ValueError("temperature annealing needs a sized list of batches")
+            raise ConfigError("temperature annealing needs a sized list of batches, not a function")
         total = epochs * len(batches)  # type: ignore[arg-type]
         schedule = torch.linspace(temperature[0], temperature[1], max(total, 1))
     bar = None

@@ -20,7 +20,7 @@ from torch import nn
 from ..families import resolve_site
 from ..hooks import HookSession
 from .attribution_grad import collect, last_logits, site_info
-from .cells import Cell, run_cells
+from .cells import Cell, as_inputs, run_cells
 
 
 @dataclass(frozen=True)
@@ -38,15 +38,17 @@ class CellSpec:
 
 def exact_effects(
     model: nn.Module,
-    base: dict[str, torch.Tensor],
-    source: dict[str, torch.Tensor],
+    base: dict[str, torch.Tensor] | torch.Tensor,
+    source: dict[str, torch.Tensor] | torch.Tensor,
     metric: Callable[[torch.Tensor], torch.Tensor],
     specs: Sequence[CellSpec],
     *,
     max_rows: int = 64,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Exact effect of every cell, ``(len(specs),)`` on the CPU."""
+    """Exact effect of every cell, ``(len(specs),)`` on the CPU. ``base`` / ``source``: ids
+    ``(batch, seq)`` or dicts, as for :func:`.cells.run_cells`."""
+    base, source = as_inputs(base), as_inputs(source)
     out = torch.empty(len(specs))
     engine = [i for i, s in enumerate(specs) if not s.neuron]
     neurons = [i for i, s in enumerate(specs) if s.neuron]

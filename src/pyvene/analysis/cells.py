@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import ConfigError, DimensionMismatchError, LocationError
 from ..families import resolve_site
 from ..hooks import HookSession
 from .planning import _chunks, _plan_rows
@@ -56,11 +57,20 @@ def as_inputs(x: Any) -> dict[str, torch.Tensor]:
     inputs = {k: v for k, v in dict(x).items() if v is not None}
     mask = inputs.pop("attention_mask", None)
     if mask is not None and not bool(mask.bool().all()):
-        raise ValueError("sweeps need unpadded inputs (an attention_mask with zeros was given)")
+        raise ConfigError("sweeps need unpadded inputs (an attention_mask with zeros was given)")
     inputs.pop("token_type_ids", None)
     if "input_ids" not in inputs and "inputs_embeds" not in inputs:
-        raise ValueError("an input needs 'input_ids' or 'inputs_embeds'")
+        raise ConfigError(
+            f"an input needs 'input_ids' or 'inputs_embeds', got keys {sorted(inputs)}"
+        )
     return inputs
+
+
+def check_position(p: int, seq: int) -> int:
+    """``p`` in ``0..seq-1`` (negative counts from the end), else a :class:`LocationError`."""
+    if not -seq <= int(p) < seq:
+        raise LocationError(f"position {p} is out of range for inputs of length {seq}")
+    return int(p) % seq
 
 
 def _shape(inputs: dict[str, torch.Tensor]) -> tuple[int, int]:
@@ -104,7 +114,9 @@ class _Site:
         self.heads = site.heads
         n = width if self.cols is None else len(self.cols)
         if self.heads is not None and n % self.heads:
-            raise ValueError(f"{comp}: width {n} does not split into {self.heads} heads")
+            raise DimensionMismatchError(
+                f"{comp}: width {n} does not split into {self.heads} heads"
+            )
         self.head_dim = None if self.heads is None else n // self.heads
 
     def unit_cols(self, head: int | None) -> torch.Tensor | None:
@@ -112,9 +124,13 @@ class _Site:
         if head is None:
             return self.cols
         if self.heads is None:
-            raise ValueError(f"component {self.comp!r} has no heads")
+            raise ConfigError(
+                f"component {self.comp!r} has no heads; heads= needs a head_* component"
+            )
         if not 0 <= head < self.heads:
-            raise ValueError(f"head {head} out of range for {self.comp!r} ({self.heads} heads)")
+            raise LocationError(
+                f"head {head} out of range for {self.comp!r} ({self.heads} heads: 0..{self.heads - 1})"
+            )
         cols = self.cols if self.cols is not None else torch.arange(self.width)
         return cols[head * self.head_dim : (head + 1) * self.head_dim]
 
@@ -259,20 +275,24 @@ def run_cells(
     base, source = as_inputs(base), as_inputs(source)
     (nb, seq), (ns, sseq) = _shape(base), _shape(source)
     if sseq != seq:
-        raise ValueError(f"base and source must have the same length (got {seq} and {sseq})")
+        raise DimensionMismatchError(
+            f"base and source must have the same length (got {seq} and {sseq})"
+        )
     if ns not in (1, nb):
-        raise ValueError(f"source batch must be 1 or the base batch {nb} (got {ns})")
+        raise DimensionMismatchError(f"source batch must be 1 or the base batch {nb} (got {ns})")
     stack = layer_stack(model, seq) if method in ("auto", "stack") else None
     if method == "stack" and stack is None:
-        raise ValueError(f"no layer adapter for model type {model.config.model_type!r}")
+        raise ConfigError(f"no layer adapter for model type {model.config.model_type!r}")
     n_layers = stack.num_layers if stack is not None else None
     todo = []
+    if method not in ("auto", "stack", "full"):
+        raise ConfigError(f"method {method!r}: choose 'auto', 'stack' or 'full'")
     for c in cells:
         c = _canonical(c, n_layers) if n_layers else c
-        positions = tuple(sorted({int(p) % seq for p in c.positions}))
+        positions = tuple(sorted({check_position(p, seq) for p in c.positions}))
         todo.append(Cell(c.component, tuple(sorted(set(c.layers))), positions, c.head))
     if any(not c.layers for c in todo):
-        raise ValueError("every cell needs at least one layer")
+        raise ConfigError("every cell needs at least one layer")
     keys = {(c.component, k) for c in todo for k in c.layers}
     with torch.no_grad():
         src_store, _, src_last = _collect(model, source, keys, None)

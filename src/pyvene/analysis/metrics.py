@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from ..errors import ConfigError, LocationError
+
 Metric = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -27,6 +29,7 @@ def token_probability(token: int | Sequence[int] | torch.Tensor) -> Metric:
     ids = _ids(token)
 
     def metric(logits: torch.Tensor) -> torch.Tensor:
+        _check_ids(ids, logits)
         probs = torch.softmax(logits.float(), dim=-1)
         index = ids.to(logits.device).expand(logits.shape[0]) if ids.numel() == 1 else ids
         return probs.gather(-1, index.to(logits.device).view(-1, 1)).squeeze(-1)
@@ -43,6 +46,8 @@ def logit_difference(
 
     def metric(logits: torch.Tensor) -> torch.Tensor:
         rows = logits.shape[0]
+        _check_ids(a, logits)
+        _check_ids(b, logits)
         ia = a.to(logits.device).expand(rows) if a.numel() == 1 else a.to(logits.device)
         ib = b.to(logits.device).expand(rows) if b.numel() == 1 else b.to(logits.device)
         lg = logits.float()
@@ -52,12 +57,24 @@ def logit_difference(
     return metric
 
 
+def _check_ids(ids: torch.Tensor, logits: torch.Tensor) -> None:
+    """Token ids inside the vocabulary, and one id or one per row."""
+    vocab = logits.shape[-1]
+    bad = [int(i) for i in ids.tolist() if not 0 <= int(i) < vocab]
+    if bad:
+        raise LocationError(f"token id {bad[0]} is out of range for a vocabulary of {vocab}")
+    if ids.numel() not in (1, logits.shape[0]):
+        raise LocationError(
+            f"{ids.numel()} token ids for {logits.shape[0]} rows: give one id, or one per row"
+        )
+
+
 def as_metric(metric: Metric | int) -> Metric:
     """A callable is used as is; an int is a token id for :func:`token_probability`."""
     if isinstance(metric, int):
         return token_probability(metric)
     if not callable(metric):
-        raise TypeError(
+        raise ConfigError(
             "metric must be a callable logits(rows, vocab) -> (rows,), or a token id; "
             "see pyvene.analysis.token_probability / logit_difference"
         )

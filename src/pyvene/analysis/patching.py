@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..families import family_of, resolve_site
-from .cells import Cell, _shape, as_inputs, run_cells
+from .cells import Cell, _shape, as_inputs, check_position, run_cells
 from .display import HeatmapDisplay
 from .metrics import as_metric
 
@@ -70,7 +71,10 @@ def window_layers(layer: int, window: int, n_layers: int) -> tuple[int, ...]:
 def num_layers(model: nn.Module) -> int:
     family = family_of(model)
     if family is None:
-        raise ValueError("sweeps over abstract components need a model family with a table")
+        raise ConfigError(
+            f"sweeps over abstract components need a model family with a table; "
+            f"{type(model).__name__} has none"
+        )
     return family.num_layers(model.config)
 
 
@@ -111,11 +115,15 @@ def patching_sweep(
     n_layers = num_layers(model)
     _, seq = _shape(as_inputs(base))
     layers = list(range(n_layers)) if layers is None else [int(x) for x in layers]
+    if not layers or not comps:
+        raise ConfigError(f"a sweep needs layers and components, got {layers} and {comps}")
     cells: list[Cell] = []
     slots: list[tuple[str, tuple[int, ...]]] = []
     shapes: dict[str, tuple[int, ...]] = {}
     head_list: list[int] | None = None
-    pos_list = list(range(seq)) if positions is None else [int(p) % seq for p in positions]
+    pos_list = (
+        list(range(seq)) if positions is None else [check_position(p, seq) for p in positions]
+    )
     windows = window if isinstance(window, dict) else dict.fromkeys(comps, window)
     for comp in comps:
         window = int(windows.get(comp, 1))

@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from ..errors import ConfigError, DimensionMismatchError
+
 FORMATS = ("png", "svg", "pdf")
 _TITLES = {
     "block_output": "Restoring single hidden states",
@@ -58,7 +60,9 @@ def plot_heatmap(
     in ``highlight`` get a ``*``. Returns the figure; saves it when ``path`` is given."""
     data = grid.detach().float().cpu()
     if data.dim() != 2 or data.shape[1] != len(tokens):
-        raise ValueError(f"grid must be (layers, {len(tokens)} tokens); got {tuple(data.shape)}")
+        raise DimensionMismatchError(
+            f"grid must be (layers, {len(tokens)} tokens); got {tuple(data.shape)}"
+        )
     layers = list(range(data.shape[0])) if layers is None else list(layers)
     fig = None
     if ax is None:
@@ -88,7 +92,7 @@ def save_figure(fig: Any, path: str | os.PathLike[str]) -> None:
     """Save as PNG, SVG or PDF according to the extension."""
     ext = os.path.splitext(str(path))[1].lower().lstrip(".")
     if ext not in FORMATS:
-        raise ValueError(f"figure format {ext!r} not supported; use one of {FORMATS}")
+        raise ConfigError(f"figure format {ext!r} not supported; use one of {FORMATS}")
     fig.savefig(path, format=ext, bbox_inches="tight", dpi=150 if ext == "png" else None)
 
 

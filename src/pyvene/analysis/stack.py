@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..families import base_model_of, family_of
 
 
@@ -61,7 +62,7 @@ class LayerStack:
         self.rotary = _module(base, spec.rotary) if spec.rotary else None
         self.head = model.get_output_embeddings()
         if self.head is None:
-            raise ValueError("a layer stack needs a causal LM head")
+            raise ConfigError("a layer stack needs a causal LM head")
         config = model.config
         self.softcap = getattr(config, spec.softcap, None) if spec.softcap else None
         # Gemma 3: one rotary table per layer type, ``rotary(x, position_ids, layer_type)``.

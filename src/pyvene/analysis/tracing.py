@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import PyveneError
 from ..interventions.basic import embedding_noise_level
 from .display import HeatmapDisplay
 from .metrics import token_probability
@@ -28,7 +29,7 @@ from .patching import num_layers, patching_sweep
 KINDS = ("block_output", "mlp_output", "attention_output")
 
 
-class TraceInputError(ValueError):
+class TraceInputError(PyveneError, ValueError):
     """The target or the subject cannot be found (bad user input, one-line message)."""
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, DimensionMismatchError
-from .base import TrainableIntervention, dims_mask, register, subspace_dims
+from .base import TrainableIntervention, broadcast_source, dims_mask, register, subspace_dims
 
 
 class AutoencoderLayer(nn.Module):
@@ -84,7 +84,13 @@ class AutoencoderIntervention(TrainableIntervention):
     def forward(self, base, source=None, subspaces=None, **kwargs):
         if source is None:
             raise ConfigError("AutoencoderIntervention needs a source")
+        if base.shape[-1] != self.embed_dim:
+            raise DimensionMismatchError(
+                f"AutoencoderIntervention was built for width {self.embed_dim} (embed_dim) but "
+                f"got shape {tuple(base.shape)}"
+            )
         w = self.autoencoder.decoder[0].weight
+        source = broadcast_source(source, base)
         zb = self.autoencoder.encode(base.to(w.dtype))
         zs = self.autoencoder.encode(source.to(device=w.device, dtype=w.dtype))
         mask = _latent_mask(self.latent_ids, zb, subspaces, self.subspace_partition)
@@ -137,6 +143,7 @@ class JumpReLUAutoencoderIntervention(TrainableIntervention):
                 f"{tuple(base.shape)}"
             )
         dtype = self.W_enc.dtype
+        source = broadcast_source(source, base)
         zb = self.encode(base.to(dtype))
         zs = self.encode(source.to(device=base.device, dtype=dtype))
         k = self.interchange_dim

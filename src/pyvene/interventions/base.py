@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..errors import ConfigError, DimensionMismatchError, choices_message
+from ..errors import ConfigError, DimensionMismatchError, LocationError, choices_message
 
 _REGISTRY: dict[str, type] = {}
 
@@ -270,10 +270,22 @@ def broadcast_source(source: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
     try:
         return source.reshape([1] * (base.dim() - 1) + [base.shape[-1]]).expand(base.shape)
     except RuntimeError as err:
+        hint = ""
+        if source.dim() == base.dim() >= 2 and source.shape[0] not in (1, base.shape[0]):
+            hint = (
+                f"; the source run has {source.shape[0]} examples and the base "
+                f"{base.shape[0]}: give sources with the base's batch size (or 1)"
+            )
+        elif source.dim() == base.dim() >= 3 and source.shape[-1] == base.shape[-1]:
+            hint = (
+                "; without unit_locations the whole tensor is swapped, so source and base "
+                "inputs need the same length: pick positions with unit_locations="
+                "{'sources->base': (source_positions, base_positions)} otherwise"
+            )
         raise DimensionMismatchError(
             f"source with shape {tuple(source.shape)} cannot be broadcasted into base with shape "
             f"{tuple(base.shape)}; a source must match the base slice or be a "
-            f"({base.shape[-1]},) vector"
+            f"({base.shape[-1]},) vector{hint}"
         ) from err
 
 
@@ -286,31 +298,55 @@ def subspace_dims(
         return None
     if isinstance(subspaces, torch.Tensor):
         subspaces = subspaces.tolist()
-    if isinstance(subspaces, int):
+    if _is_int(subspaces):
         subspaces = [[subspaces]]
-    elif subspaces and all(isinstance(s, int) for s in subspaces):
+    elif isinstance(subspaces, (list, tuple)) and subspaces and all(map(_is_int, subspaces)):
         subspaces = [list(subspaces)]
+    if not isinstance(subspaces, (list, tuple)) or not all(
+        _is_int(s) or (isinstance(s, (list, tuple)) and all(map(_is_int, s))) for s in subspaces
+    ):
+        raise LocationError(
+            f"subspaces entry {subspaces!r} is not a list of ints per example; give e.g. "
+            "[[0, 1]] (dims 0 and 1 of every example) or one list per example"
+        )
     rows = [list(s) if isinstance(s, (list, tuple)) else [int(s)] for s in subspaces]
     if len(rows) == 1 and batch != 1:
         rows = rows * batch
     if len(rows) != batch:
-        from ..errors import LocationError
-
         raise LocationError(
             f"subspaces has {len(rows)} per-example entries for a batch of {batch}; give one "
             "list for all examples or one per example"
         )
     if partition is not None:
+        bad = [p for row in rows for p in row if not -len(partition) <= p < len(partition)]
+        if bad:
+            raise LocationError(
+                f"subspaces index {bad[0]} is out of range: with subspace_partition set, "
+                f"subspaces pick partition parts, and it has {len(partition)} "
+                f"(0..{len(partition) - 1}): {partition}"
+            )
         rows = [[d for p in row for d in partition[p]] for row in rows]
     return rows
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def check_dims(dims: list[list[int]], width: int) -> None:
+    """Raise :class:`LocationError` naming the first dim outside ``-width..width-1``."""
+    bad = [d for row in dims for d in row if not -width <= d < width]
+    if bad:
+        raise LocationError(
+            f"subspaces dim {bad[0]} is out of range for width {width} (valid 0..{width - 1}); "
+            "subspaces index the features of the intervened vector"
+        )
 
 
 def dims_mask(dims: list[list[int]], base: torch.Tensor) -> torch.Tensor:
     """Boolean mask broadcastable to ``base`` with True at each example's dims."""
     batch, width = base.shape[0], base.shape[-1]
-    bad = [d for row in dims for d in row if not -width <= d < width]
-    if bad:
-        raise IndexError(f"subspace dim {bad[0]} is out of range for width {width}")
+    check_dims(dims, width)
     mask = torch.zeros(batch, width, dtype=torch.bool, device=base.device)
     for_rows = [(b, d) for b, row in enumerate(dims) for d in row]
     if for_rows:
@@ -369,6 +405,8 @@ def swap(
     if mode == "collect":
         if dims is None:
             return base if interchange_dim is None else base[..., : _as_int(interchange_dim)]
+        check_dims(dims, base.shape[-1])
+        dims = [[d % base.shape[-1] for d in row] for row in dims]  # torch.gather: no negatives
         if any(row != dims[0] for row in dims):
             if len({len(r) for r in dims}) != 1:
                 raise DimensionMismatchError("collect with ragged per-example subspaces")
@@ -392,8 +430,13 @@ def swap(
 
 
 def _as_int(x: Any) -> int:
-    if isinstance(x, torch.Tensor):
+    if isinstance(x, torch.Tensor) and x.numel() == 1:
         return int(x.item())
     if isinstance(x, (list, tuple)):
         raise ConfigError("interchange_dim as a list of dims: pass them as subspaces instead")
+    if not _is_int(x) or x < 0:
+        raise ConfigError(
+            f"interchange_dim {x!r} is not a non-negative int (the number of leading dims to "
+            "swap); use set_interchange_dim(k) with an int, or pass subspaces"
+        )
     return int(x)

@@ -3,11 +3,13 @@ constant source, and the wrapper for plain functions."""
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 
+from ..errors import ConfigError
 from .base import (
     BasisAgnosticIntervention,
     ConstantSourceIntervention,
@@ -99,6 +101,13 @@ class NoiseIntervention(LocalistRepresentationIntervention, ConstantSourceInterv
 
     def __init__(self, noise_level: float | None = None, seed: int = 1, **kwargs: Any) -> None:
         level = noise_level if noise_level is not None else kwargs.pop("noise_leve", None)
+        if not isinstance(level, (numbers.Real, type(None))) or not isinstance(
+            seed, numbers.Integral
+        ):
+            raise ConfigError(
+                f"NoiseIntervention takes a float noise_level and an int seed, got "
+                f"noise_level={level!r}, seed={seed!r}"
+            )
         super().__init__(**kwargs)
         self.noise_level = float(ROME_GPT2_XL_NOISE if level is None else level)
         self.seed = int(seed)

@@ -8,7 +8,12 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, DimensionMismatchError
-from .base import LocalistRepresentationIntervention, TrainableIntervention, register
+from .base import (
+    LocalistRepresentationIntervention,
+    TrainableIntervention,
+    broadcast_source,
+    register,
+)
 
 
 @register()
@@ -45,5 +50,5 @@ class SigmoidMaskIntervention(LocalistRepresentationIntervention, TrainableInter
             )
         m = torch.sigmoid(self.mask / self.temperature)
         b = base.to(m.dtype)
-        s = source.to(device=b.device, dtype=m.dtype)
+        s = broadcast_source(source, base).to(m.dtype)
         return ((1.0 - m) * b + m * s).to(base.dtype)

@@ -20,6 +20,7 @@ fp16/bf16 models; outputs come back in the base's dtype.
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from typing import Any
 
@@ -32,6 +33,7 @@ from .base import (
     BasisAgnosticIntervention,
     DistributedRepresentationIntervention,
     TrainableIntervention,
+    broadcast_source,
     dims_mask,
     register,
     subspace_dims,
@@ -127,8 +129,9 @@ class _Rotated(TrainableIntervention, DistributedRepresentationIntervention):
         if source is None:
             raise ConfigError(f"{type(self).__name__} needs a source (a source input or tensor)")
         _check_width(type(self).__name__, base, self.width)
+        source = broadcast_source(source, base)
         r = self.rotation()
-        return r, base.to(r.dtype) @ r, source.to(device=base.device, dtype=r.dtype) @ r
+        return r, base.to(r.dtype) @ r, source.to(r.dtype) @ r
 
 
 @register()
@@ -173,7 +176,7 @@ class LowRankRotatedSpaceIntervention(TrainableIntervention, DistributedRepresen
         super().__init__(**kwargs)
         self.width = _need_dim("LowRankRotatedSpaceIntervention", self.embed_dim)
         rank = kwargs.get("low_rank_dimension")
-        if rank is None or not 1 <= int(rank) <= self.width:
+        if not isinstance(rank, numbers.Integral) or not 1 <= int(rank) <= self.width:
             raise ConfigError(
                 f"LowRankRotatedSpaceIntervention needs low_rank_dimension in 1..{self.width} "
                 f"(embed_dim), got {rank!r}"
@@ -185,8 +188,9 @@ class LowRankRotatedSpaceIntervention(TrainableIntervention, DistributedRepresen
         if source is None:
             raise ConfigError("LowRankRotatedSpaceIntervention needs a source")
         _check_width("LowRankRotatedSpaceIntervention", base, self.width)
+        source = broadcast_source(source, base)
         w = self.rotate_layer.weight  # (D, r), float32
-        delta = (source.to(device=base.device, dtype=w.dtype) - base.to(w.dtype)) @ w
+        delta = (source.to(w.dtype) - base.to(w.dtype)) @ w
         mask = _selection(self, delta, self.low_rank_dimension, subspaces)
         if mask is not None:
             delta = delta * mask
@@ -342,6 +346,7 @@ class PCARotatedSpaceIntervention(BasisAgnosticIntervention, DistributedRepresen
         if source is None:
             raise ConfigError("PCARotatedSpaceIntervention needs a source")
         _check_width("PCARotatedSpaceIntervention", base, self.width)
+        source = broadcast_source(source, base)
         c, sd = self.pca_components, self.pca_std
         if not bool(c.any()):
             raise ConfigError("PCARotatedSpaceIntervention has no fitted components yet")
