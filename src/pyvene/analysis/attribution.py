@@ -70,6 +70,17 @@ class AttributionResult(SweepResult):
         rows.sort(key=lambda r: -abs(r["estimate"]))
         return rows[:k]
 
+    def plot(self, path: Any = None) -> Any:
+        """One heatmap of estimated effects per component (:func:`plot_attribution`); saved
+        when ``path`` is given. Notebooks show it when the result is displayed."""
+        from .attribution_plots import plot_attribution
+
+        return plot_attribution(self, path)
+
+    def summary(self) -> str:
+        """The line above the heatmap in a notebook."""
+        return f"AttributionResult ({self.method}): {', '.join(self.values)}"
+
     def describe(self, component: str, index: tuple[int, ...]) -> str:
         """``"L12 H3 pos 5"``-style label of a grid index."""
         parts = [f"L{self.layers[index[0]]}"]

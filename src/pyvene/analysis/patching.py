@@ -7,6 +7,7 @@ Every cell equals a per-cell :class:`pyvene.IntervenableModel` run that copies t
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,11 +18,12 @@ from torch import nn
 from ..errors import ConfigError
 from ..families import family_of, resolve_site
 from .cells import Cell, _shape, as_inputs, check_position, run_cells
+from .display import HeatmapDisplay
 from .metrics import as_metric
 
 
 @dataclass
-class SweepResult:
+class SweepResult(HeatmapDisplay):
     """``values[component]``: a grid of shape ``(layers, positions)`` for position sweeps,
     ``(layers, heads)`` for all-position head sweeps, ``(layers, heads, positions)`` for
     head-by-position sweeps. ``base_value`` / ``source_value``: the metric with no patch on
@@ -38,6 +40,24 @@ class SweepResult:
 
     def __getitem__(self, component: str) -> torch.Tensor:
         return self.values[component]
+
+    def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
+        """One heatmap panel per component (:func:`~pyvene.analysis.plot_sweep`); saved when
+        ``path`` is given. Notebooks show it when the result is displayed."""
+        from .plots import plot_sweep
+
+        return plot_sweep(self, path)
+
+    def summary(self) -> str:
+        return (
+            f"SweepResult: {', '.join(self.values)} over layers {_span(self.layers)}; metric "
+            f"base={self.base_value:.4g} source={self.source_value:.4g}"
+        )
+
+
+def _span(values: list[int]) -> str:
+    contiguous = values == list(range(values[0], values[-1] + 1)) if values else False
+    return f"{values[0]}-{values[-1]}" if contiguous and len(values) > 2 else str(values)
 
 
 def window_layers(layer: int, window: int, n_layers: int) -> tuple[int, ...]:

@@ -21,6 +21,7 @@ _CMAPS = {"block_output": "Purples", "mlp_output": "Greens", "attention_output":
 
 
 def _pyplot():
+    """pyplot on the Agg backend, for callers that want pyplot figures (ours use _figure)."""
     import matplotlib
 
     if matplotlib.get_backend().lower() != "agg":
@@ -28,6 +29,14 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _figure(**kwargs: Any) -> Any:
+    """A matplotlib Figure outside pyplot: no backend switch, no global figure registry (a
+    notebook's inline backend and the user's own plots are left alone; nothing to close)."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
 
 
 def clean_token(token: str) -> str:
@@ -49,7 +58,6 @@ def plot_heatmap(
 ) -> Any:
     """Draw ``grid`` of shape ``(layers, tokens)`` with tokens as rows. Tokens whose index is
     in ``highlight`` get a ``*``. Returns the figure; saves it when ``path`` is given."""
-    plt = _pyplot()
     data = grid.detach().float().cpu()
     if data.dim() != 2 or data.shape[1] != len(tokens):
         raise DimensionMismatchError(
@@ -58,7 +66,8 @@ def plot_heatmap(
     layers = list(range(data.shape[0])) if layers is None else list(layers)
     fig = None
     if ax is None:
-        fig, ax = plt.subplots(figsize=(max(4.0, 0.22 * len(layers) + 2), 0.35 * len(tokens) + 1.5))
+        fig = _figure(figsize=(max(4.0, 0.22 * len(layers) + 2), 0.35 * len(tokens) + 1.5))
+        ax = fig.subplots()
     image = ax.pcolormesh(data.T.numpy(), cmap=cmap, shading="flat")
     ax.invert_yaxis()
     ax.set_yticks([i + 0.5 for i in range(len(tokens))])
@@ -90,13 +99,10 @@ def save_figure(fig: Any, path: str | os.PathLike[str]) -> None:
 def plot_trace(result: Any, path: str | os.PathLike[str] | None = None) -> Any:
     """The ROME panels side by side (hidden states, MLP run, attention run) for a
     :class:`~pyvene.analysis.tracing.TraceResult`; subject tokens marked with ``*``."""
-    plt = _pyplot()
     kinds = list(result.grids)
     width = max(4.0, 0.2 * len(result.layers) + 2.5)
-    fig, axes = plt.subplots(
-        1, len(kinds), figsize=(width * len(kinds), 0.35 * len(result.tokens) + 1.8),
-        squeeze=False,
-    )  # fmt: skip
+    fig = _figure(figsize=(width * len(kinds), 0.35 * len(result.tokens) + 1.8))
+    axes = fig.subplots(1, len(kinds), squeeze=False)
     marked = range(*result.subject)
     for ax, kind in zip(axes[0], kinds):
         title = _TITLES.get(kind, kind).format(w=result.window)
@@ -118,9 +124,9 @@ def plot_trace(result: Any, path: str | os.PathLike[str] | None = None) -> Any:
 def plot_sweep(result: Any, path: str | os.PathLike[str] | None = None, tokens=None) -> Any:
     """One panel per component of a :class:`~pyvene.analysis.patching.SweepResult` with
     ``(layers, positions)`` grids (head grids are drawn with heads as rows)."""
-    plt = _pyplot()
     comps = list(result.values)
-    fig, axes = plt.subplots(1, len(comps), figsize=(6 * len(comps), 4.5), squeeze=False)
+    fig = _figure(figsize=(6 * len(comps), 4.5))
+    axes = fig.subplots(1, len(comps), squeeze=False)
     for ax, comp in zip(axes[0], comps):
         grid = result.values[comp]
         if grid.dim() == 2 and result.heads is not None and grid.shape[1] == len(result.heads):

@@ -12,6 +12,7 @@ base input and the clean prompt as source.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from torch import nn
 from ..devices import input_device
 from ..errors import PyveneError
 from ..interventions.basic import embedding_noise_level
+from .display import HeatmapDisplay
 from .metrics import token_probability
 from .patching import num_layers, patching_sweep
 
@@ -33,7 +35,7 @@ class TraceInputError(PyveneError, ValueError):
 
 
 @dataclass
-class TraceResult:
+class TraceResult(HeatmapDisplay):
     """``grids[kind]``: p(target) after restoring each (layer, token), shape
     ``(len(layers), len(tokens))``; ``clean_prob`` / ``corrupted_prob``: no restoration."""
 
@@ -54,6 +56,19 @@ class TraceResult:
     def last_subject(self) -> int:
         return self.subject[1] - 1
 
+    def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
+        """ROME's panels side by side (:func:`~pyvene.analysis.plot_trace`); saved when
+        ``path`` is given. Notebooks show it when the result is displayed."""
+        from .plots import plot_trace
+
+        return plot_trace(self, path)
+
+    def summary(self) -> str:
+        return (
+            f"TraceResult: p({self.target!r}) clean={self.clean_prob:.4f} "
+            f"corrupted={self.corrupted_prob:.4f}, {self.samples} noise samples"
+        )
+
 
 def target_token_id(tokenizer: Any, target: str, single: bool = True) -> int:
     """The token id of ``target``. With ``single`` (default) the target must be exactly one
@@ -63,7 +78,7 @@ def target_token_id(tokenizer: Any, target: str, single: bool = True) -> int:
     if not ids or (unk is not None and unk in ids):
         raise TraceInputError(f"target {target!r} is not a known token of this tokenizer")
     if single and len(ids) > 1:
-        pieces = tokenizer.convert_ids_to_tokens(ids)
+        pieces = [tokenizer.decode([i]) for i in ids]  # text, not raw 'Ġ' byte pieces
         raise TraceInputError(
             f"target {target!r} is not one token of this tokenizer (it splits into {pieces}); "
             "give a single token, usually with its leading space, e.g. ' Paris'"

@@ -1,6 +1,8 @@
 """Intervention classes: the contract and registry (base), parameter-free ones (basic),
 rotations / DAS (rotation), masks, autoencoders and LoRA."""
 
+from typing import Any
+
 from .autoencoder import AutoencoderIntervention as AutoencoderIntervention
 from .autoencoder import AutoencoderLayer as AutoencoderLayer
 from .autoencoder import (
@@ -16,7 +18,6 @@ from .base import (
     DistributedRepresentationIntervention as DistributedRepresentationIntervention,
 )
 from .base import Intervention as Intervention
-from .base import InterventionOutput as InterventionOutput
 from .base import (
     LocalistRepresentationIntervention as LocalistRepresentationIntervention,
 )
@@ -52,6 +53,16 @@ from .rotation import RotateLayer as RotateLayer
 from .rotation import (
     SigmoidMaskRotatedSpaceIntervention as SigmoidMaskRotatedSpaceIntervention,
 )
+
+
+def __getattr__(name: str) -> Any:
+    # InterventionOutput subclasses transformers' ModelOutput: imported on first use
+    if name == "InterventionOutput":
+        from ..outputs import InterventionOutput
+
+        return InterventionOutput
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BasisAgnosticIntervention",

@@ -10,12 +10,10 @@ checks concrete classes.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
-from transformers.utils import ModelOutput
 
 from ..errors import ConfigError, DimensionMismatchError, LocationError, choices_message
 
@@ -54,12 +52,26 @@ def get_intervention_class(name: str | type) -> type:
     return _REGISTRY[short]
 
 
-@dataclass
-class InterventionOutput(ModelOutput):
-    """An intervention may return this instead of a tensor; the engine uses ``.output``."""
+def __getattr__(name: str) -> Any:
+    # InterventionOutput subclasses transformers' ModelOutput: defined in pyvene.outputs and
+    # imported on first use, so that importing the interventions never imports transformers.
+    if name == "InterventionOutput":
+        from ..outputs import InterventionOutput
 
-    output: torch.Tensor | None = None
-    latent: Any = None
+        return InterventionOutput
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def unwrap_output(out: Any) -> tuple[Any, bool]:
+    """``(out.output, True)`` for an ``InterventionOutput``, else ``(out, False)``. Cheap for
+    tensors: transformers is imported only when an intervention returns a mapping."""
+    if not isinstance(out, dict):  # tensors, None; ModelOutput is a dict subclass
+        return out, False
+    from ..outputs import InterventionOutput
+
+    if isinstance(out, InterventionOutput):
+        return out.output, True
+    return out, False
 
 
 def expand_partition(partition: Any) -> list[list[int]] | None:
