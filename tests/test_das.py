@@ -4,7 +4,6 @@ Tutorial 3 form (LowRankRotatedSpace rank 64 at layer 6 block_output, no unit_lo
 from __future__ import annotations
 
 import importlib.util
-import time
 from pathlib import Path
 
 import torch
@@ -30,16 +29,13 @@ def test_das_hierarchical_equality_beats_neuron_alignment():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        t0 = time.perf_counter()
         r = das.run(seed=0, progress=False)
-        elapsed = time.perf_counter() - t0
     finally:
         torch.set_num_threads(threads)
     assert r["task_accuracy"] >= 0.99, r
     assert r["das_iia"] >= 0.95, r
     assert r["vanilla_iia"] <= r["das_iia"] - 0.1, r
     assert r["last_loss"] < r["first_loss"] / 10, r
-    assert elapsed < 180, elapsed
 
 
 def test_das_example_model_works_without_config():
