@@ -166,21 +166,8 @@ def _patch(args: argparse.Namespace) -> int:
     from .analysis.metrics import logit_difference, token_probability
     from .analysis.patching import num_layers, patching_sweep
     from .analysis.plots import plot_sweep
-    from .analysis.tracing import TraceInputError, target_token_id
 
-    model, tokenizer = _load(args.model)
-    try:
-        good = target_token_id(tokenizer, args.target)
-        bad = target_token_id(tokenizer, args.foil) if args.foil else None
-    except TraceInputError as exc:
-        raise CLIError(str(exc)) from None
-    clean = tokenizer(args.clean, return_tensors="pt")["input_ids"]
-    corrupt = tokenizer(args.corrupt, return_tensors="pt")["input_ids"]
-    if clean.shape != corrupt.shape:
-        raise CLIError(
-            f"clean and corrupted prompts must have the same number of tokens "
-            f"({clean.shape[1]} vs {corrupt.shape[1]})"
-        )
+    model, tokenizer, good, bad, clean, corrupt = load_pair(args)
     metric = logit_difference(good, bad) if bad is not None else token_probability(good)
     name = "logit diff" if bad is not None else "p"
     comps = [c.strip() for c in args.components.split(",")]
@@ -315,3 +302,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def load_pair(args: argparse.Namespace) -> tuple:
+    """Load ``--model`` and tokenize the CLEAN/CORRUPT pair of the patch and attribute commands.
+
+    Returns ``(model, tokenizer, target_id, foil_id_or_None, clean_ids, corrupt_ids)``; the two
+    prompts must have the same number of tokens (a cell patches one position into the other).
+    """
+    from .analysis.tracing import TraceInputError, target_token_id
+
+    model, tokenizer = _load(args.model)
+    try:
+        good = target_token_id(tokenizer, args.target)
+        bad = target_token_id(tokenizer, args.foil) if args.foil else None
+    except TraceInputError as exc:
+        raise CLIError(str(exc)) from None
+    clean = tokenizer(args.clean, return_tensors="pt")["input_ids"]
+    corrupt = tokenizer(args.corrupt, return_tensors="pt")["input_ids"]
+    if clean.shape != corrupt.shape:
+        raise CLIError(
+            f"clean and corrupted prompts must have the same number of tokens "
+            f"({clean.shape[1]} vs {corrupt.shape[1]})"
+        )
+    return model, tokenizer, good, bad, clean, corrupt

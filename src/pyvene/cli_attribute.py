@@ -42,25 +42,12 @@ def run(args: argparse.Namespace) -> int:
     from .analysis.attribution_plots import plot_attribution
     from .analysis.metrics import logit_difference, token_probability
     from .analysis.patching import num_layers
-    from .analysis.tracing import TraceInputError, target_token_id
-    from .cli import CLIError, _layers, _load
+    from .cli import CLIError, _layers, load_pair
     from .families import components_of
 
     if args.top < 1:
         raise CLIError("--top must be at least 1")
-    model, tokenizer = _load(args.model)
-    try:
-        good = target_token_id(tokenizer, args.target)
-        bad = target_token_id(tokenizer, args.foil) if args.foil else None
-    except TraceInputError as exc:
-        raise CLIError(str(exc)) from None
-    clean = tokenizer(args.clean, return_tensors="pt")["input_ids"]
-    corrupt = tokenizer(args.corrupt, return_tensors="pt")["input_ids"]
-    if clean.shape != corrupt.shape:
-        raise CLIError(
-            f"clean and corrupted prompts must have the same number of tokens "
-            f"({clean.shape[1]} vs {corrupt.shape[1]})"
-        )
+    model, tokenizer, good, bad, clean, corrupt = load_pair(args)
     comps = [c.strip() for c in args.components.split(",") if c.strip()]
     unknown = [c for c in comps if c not in components_of(model)]
     if unknown:
