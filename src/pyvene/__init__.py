@@ -34,7 +34,6 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "LayerOutOfRangeError", "LocationError", "PyveneError", "SerializationError", "UnknownComponentError",),
     "families": ("FAMILIES", "components_of", "register_family",),
     "families.introspect": ("format_components", "list_components",),
-    "families.legacy_mapping": ("type_to_dimension_mapping", "type_to_module_mapping",),
     "intervenable": ("IntervenableModel",),
     "interventions": ("AdditionIntervention", "AutoencoderIntervention", "AutoencoderLayer",
         "BasisAgnosticIntervention", "BoundlessRotatedSpaceIntervention", "CollectIntervention",
@@ -55,6 +54,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "embed_to_distrib", "format_token", "get_batch_size", "get_list_depth",
         "get_type_from_string", "harmonic_sigmoid_boundary", "random_permutation_matrix",
         "set_seed", "sigmoid_boundary", "top_vals",),
+    "models.legacy_registry": ("type_to_dimension_mapping", "type_to_module_mapping",),
     "models.hf_factories": ("create_backpack_gpt2", "create_blip", "create_blip_itm",
         "create_gpt_neo", "create_gpt_neox", "create_gpt_oss", "create_llava", "create_olmo",),
     "models.intervenable_base": ("IntervenableNdifModel", "build_intervenable_model",),
@@ -88,8 +88,6 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs (a test keeps bo
     from .families import register_family as register_family
     from .families.introspect import format_components as format_components
     from .families.introspect import list_components as list_components
-    from .families.legacy_mapping import type_to_dimension_mapping as type_to_dimension_mapping
-    from .families.legacy_mapping import type_to_module_mapping as type_to_module_mapping
     from .intervenable import IntervenableModel as IntervenableModel
     from .interventions import AdditionIntervention as AdditionIntervention
     from .interventions import AutoencoderIntervention as AutoencoderIntervention
@@ -168,6 +166,8 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs (a test keeps bo
     from .models.hf_factories import create_olmo as create_olmo
     from .models.intervenable_base import IntervenableNdifModel as IntervenableNdifModel
     from .models.intervenable_base import build_intervenable_model as build_intervenable_model
+    from .models.legacy_registry import type_to_dimension_mapping as type_to_dimension_mapping
+    from .models.legacy_registry import type_to_module_mapping as type_to_module_mapping
     from .outputs import IntervenableModelOutput as IntervenableModelOutput
     from .outputs import InterventionOutput as InterventionOutput
     from .zoo import create_gpt2 as create_gpt2
