@@ -43,46 +43,61 @@ class Units:
         return self.index.shape[1]
 
 
+def part_view(
+    x: torch.Tensor, part: tuple[int, int] | Interleaved | None, where: str = ""
+) -> torch.Tensor:
+    """The fused part of the last dim, as a view (no copy): ``x[..., start:end]`` for a
+    ``(start, end)`` slice, the ``(..., G, C)`` strided view of part ``part.index`` of a
+    ``(..., G * P * C)`` tensor for an :class:`Interleaved` part, ``x`` itself for None. The
+    one home of fused-part maths (QKV / gate-up splits): sweeps take their raw columns from
+    it (:func:`part_columns`), ``pyvene.models.constants.split_part`` their slices."""
+    if part is None:
+        return x
+    if isinstance(part, Interleaved):
+        groups, parts = part.groups, part.parts
+        if x.shape[-1] % (groups * parts):
+            raise DimensionMismatchError(
+                f"{where}last dim {x.shape[-1]} does not split into {groups} groups x {parts} parts"
+            )
+        return x.unflatten(-1, (groups, parts, -1))[..., part.index, :]
+    start, end = part
+    if x.shape[-1] < end:
+        raise DimensionMismatchError(
+            f"{where}expected a last dim of at least {end}, got {x.shape[-1]}"
+        )
+    return x[..., start:end]
+
+
+def part_columns(part: tuple[int, int] | Interleaved | None, width: int) -> torch.Tensor | None:
+    """The raw last-dim columns of ``part`` of a ``width``-wide tensor, in unit order
+    (None: the whole width)."""
+    if part is None:
+        return None
+    return part_view(torch.arange(width), part).reshape(-1)
+
+
 def component_view(x: torch.Tensor, site: HookSite) -> torch.Tensor:
     """(B, S, D) or (B, S, H, Dh) view of the raw hooked tensor (no copy); (B, S, G, C) for
     an interleaved part of a non-head component (see :func:`_grouped`)."""
     if x.dim() == 2:
         x = x.unsqueeze(1)
+    where = f"{site.component} at {site.module_path}: "
     if isinstance(site.part, Interleaved):
-        return _interleaved_view(x, site, site.part)
-    if site.part is not None:
-        start, end = site.part
-        if x.shape[-1] < end:
+        if site.heads is not None and site.heads != site.part.groups:
             raise DimensionMismatchError(
-                f"{site.component} at {site.module_path}: expected a last dim of at least {end}, "
-                f"got {x.shape[-1]}"
+                f"{where}{site.heads} heads, but the fused output interleaves "
+                f"{site.part.groups} groups"
             )
-        x = x[..., start:end]
+        return part_view(x, site.part, where)
+    x = part_view(x, site.part, where)
     if site.heads is not None:
         width = x.shape[-1]
         if width % site.heads:
             raise DimensionMismatchError(
-                f"{site.component} at {site.module_path}: width {width} does not split into "
-                f"{site.heads} heads"
+                f"{where}width {width} does not split into {site.heads} heads"
             )
         x = x.unflatten(-1, (site.heads, width // site.heads))
     return x
-
-
-def _interleaved_view(x: torch.Tensor, site: HookSite, part: Interleaved) -> torch.Tensor:
-    """(B, S, G, C) strided view of part ``part.index`` of a (B, S, G * P * C) tensor."""
-    groups, parts = part.groups, part.parts
-    if x.shape[-1] % (groups * parts):
-        raise DimensionMismatchError(
-            f"{site.component} at {site.module_path}: last dim {x.shape[-1]} does not split "
-            f"into {groups} groups x {parts} parts"
-        )
-    if site.heads is not None and site.heads != groups:
-        raise DimensionMismatchError(
-            f"{site.component} at {site.module_path}: {site.heads} heads, but the fused output "
-            f"interleaves {groups} groups"
-        )
-    return x.unflatten(-1, (groups, parts, -1))[..., part.index, :]
 
 
 def _grouped(site: HookSite) -> bool:

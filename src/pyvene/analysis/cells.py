@@ -36,6 +36,7 @@ from torch import nn
 from ..devices import site_device
 from ..errors import ConfigError, DimensionMismatchError, LocationError
 from ..families import resolve_site
+from ..gather import part_columns
 from ..hooks import HookSession
 from .planning import _chunks, _plan_rows
 from .stack import LayerStack, PrefixKV, layer_stack
@@ -104,14 +105,7 @@ class _Site:
     def __init__(self, model: nn.Module, comp: str, layer: int, width: int) -> None:
         self.site = site = resolve_site(model, layer, comp)
         self.comp, self.layer, self.width = comp, layer, width
-        cols = torch.arange(width)
-        part = site.part
-        if part is None:
-            self.cols = None
-        elif isinstance(part, tuple):
-            self.cols = cols[part[0] : part[1]]
-        else:  # an interleaved part: last dim laid out (groups, parts, width)
-            self.cols = cols.view(part.groups, part.parts, -1)[:, part.index, :].reshape(-1)
+        self.cols = part_columns(site.part, width)
         self.heads = site.heads
         n = width if self.cols is None else len(self.cols)
         if self.heads is not None and n % self.heads:

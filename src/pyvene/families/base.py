@@ -95,7 +95,6 @@ class Family:
     model_types: tuple[str, ...]
     num_layers: ConfigFn
     components: dict[str, Component]
-    layers_path: str = "layers"
     notes: dict[str, str] = field(default_factory=dict)
     # Default for every component (see Component.root / Component.config_path): llava's
     # language model lives at ``language_model`` and reads its dims from ``text_config``.
