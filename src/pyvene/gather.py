@@ -197,3 +197,16 @@ def _check_shape(value: torch.Tensor, expected, site: HookSite) -> None:
             f"the value written into {site.component} has shape {tuple(value.shape)}, expected "
             f"{tuple(expected)} (an intervention must return the shape of the base it was given)"
         )
+
+
+def scatter_flat(
+    x: torch.Tensor, index: torch.Tensor, values: torch.Tensor, rows: bool
+) -> torch.Tensor:
+    """A contiguous copy of ``x`` with ``values`` written at flat ``index``: rows of ``x``
+    viewed as ``(N, W)`` when ``rows``, else single elements of ``x`` viewed as ``(N * W,)``.
+    The ragged form of :func:`scatter` (sweeps: every batch row its own units), one
+    ``index_copy_``."""
+    out = x.clone(memory_format=torch.contiguous_format)
+    flat = out.view(-1, out.shape[-1]) if rows else out.view(-1)
+    flat.index_copy_(0, index, values.to(out.dtype))
+    return out
