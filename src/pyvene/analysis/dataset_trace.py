@@ -27,6 +27,7 @@ from .dataset_run import run_dataset
 from .metrics import token_probability
 from .packed import Job, run_jobs
 from .patching import num_layers, window_layers
+from .plots import rome_panels
 from .store import RunStore
 from .tracing import (
     KINDS,
@@ -125,10 +126,14 @@ class DatasetTraceResult:
         return {kind: self.bucket_effects(kind)[0] for kind in self.kinds}
 
     def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
-        """ROME's Figure 2 layout: one panel per kind, buckets as rows, layers as columns."""
-        from .dataset_plots import plot_dataset_trace
-
-        return plot_dataset_trace(self, path)
+        """ROME's Figure 2 layout: one panel per kind, the six buckets as rows, layers as
+        columns, colour = the average indirect effect; saved when ``path`` is given."""
+        return rome_panels(
+            {kind: aie.T for kind, aie in self.aie.items()}, list(BUCKETS), self.layers, window=self.window, label="AIE of p(target)",
+            title="Average indirect effect: {}", size=(max(4.0, 0.18 * len(self.layers) + 3.5), 3.4),
+            suptitle=f"{len(self.traces)} facts traced ({self.n_skipped} skipped: clean "
+            f"prediction not the target), {self.samples} noise samples", path=path,
+        )  # fmt: skip
 
 
 def _params(records, samples, level, seed, window, kinds, layers, filter_correct) -> dict:

@@ -20,6 +20,7 @@ from ..families import family_of, resolve_site
 from .cells import Cell, as_inputs, check_position, input_shape, run_cells
 from .display import HeatmapDisplay
 from .metrics import as_metric
+from .plots import plot_sweep
 
 
 @dataclass
@@ -44,8 +45,6 @@ class SweepResult(HeatmapDisplay):
     def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
         """One heatmap panel per component (:func:`~pyvene.analysis.plot_sweep`); saved when
         ``path`` is given. Notebooks show it when the result is displayed."""
-        from .plots import plot_sweep
-
         return plot_sweep(self, path)
 
     def summary(self) -> str:

@@ -26,6 +26,7 @@ from ..interventions.basic import embedding_noise_level
 from .display import HeatmapDisplay
 from .metrics import token_probability
 from .patching import num_layers, patching_sweep
+from .plots import plot_trace
 
 KINDS = ("block_output", "mlp_output", "attention_output")
 
@@ -59,8 +60,6 @@ class TraceResult(HeatmapDisplay):
     def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
         """ROME's panels side by side (:func:`~pyvene.analysis.plot_trace`); saved when
         ``path`` is given. Notebooks show it when the result is displayed."""
-        from .plots import plot_trace
-
         return plot_trace(self, path)
 
     def summary(self) -> str:
