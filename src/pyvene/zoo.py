@@ -332,7 +332,9 @@ def create_llama(
     """Seeded random ``LlamaForCausalLM`` (tiny GQA by default): ``(config, tokenizer, model)``;
     ``name`` / ``cache_dir`` as in :func:`create_gpt2`."""
     source = name if name is not None else config or tiny_llama_config()
-    config, tokenizer, model = build_model(LlamaForCausalLM, source, seed, with_tokenizer, cache_dir)
+    config, tokenizer, model = build_model(
+        LlamaForCausalLM, source, seed, with_tokenizer, cache_dir
+    )
     return config, tokenizer, model.to(dtype)
 
 
