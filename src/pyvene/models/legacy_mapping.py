@@ -151,20 +151,10 @@ _PART_SPLITS = {split_three: 3, split_half: 2}
 _SPLIT_NAMES = "split_three, split_half, split_part, split_head_and_permute"
 
 
-def entry_layout(
-    cls: type, config: Any, component: str
-) -> tuple[int | None, tuple[int, int] | None, int | None] | None:
-    """``(dim, part, heads)`` of ``component`` per the registries (None: no module entry)."""
-    entry = type_to_module_mapping.lookup(cls, component)
-    if entry is None:
-        return None
-    where = f"pv.type_to_module_mapping[{cls.__name__}][{component!r}]"
-    if not isinstance(entry, (tuple, list)) or len(entry) < 2 or not isinstance(entry[0], str):
-        raise ConfigError(f"{where} must be (path_template, hook_type, *splits), got {entry!r}")
-    splits = entry[2:]
-    if len(splits) > 2:
-        raise ConfigError(f"{where}: at most 2 splits are supported, got {len(splits)}")
-    dim = evaluate_dimension(cls, config, component)
+def _read_splits(
+    cls: type, config: Any, splits: tuple, where: str
+) -> tuple[tuple[int, int] | Interleaved | None, tuple[int, int] | None, int | None]:
+    """``(part, (index, n) of an equal-parts split, heads)`` of an entry's splits."""
     part, thirds, heads = None, None, None
     for split in splits:
         if not (isinstance(split, (tuple, list)) and len(split) == 2):
@@ -179,6 +169,24 @@ def entry_layout(
         else:
             name = getattr(fn, "__name__", fn)
             raise ConfigError(f"{where}: unsupported split {name!r}; supported: {_SPLIT_NAMES}")
+    return part, thirds, heads
+
+
+def entry_layout(
+    cls: type, config: Any, component: str
+) -> tuple[int | None, tuple[int, int] | None, int | None] | None:
+    """``(dim, part, heads)`` of ``component`` per the registries (None: no module entry)."""
+    entry = type_to_module_mapping.lookup(cls, component)
+    if entry is None:
+        return None
+    where = f"pv.type_to_module_mapping[{cls.__name__}][{component!r}]"
+    if not isinstance(entry, (tuple, list)) or len(entry) < 2 or not isinstance(entry[0], str):
+        raise ConfigError(f"{where} must be (path_template, hook_type, *splits), got {entry!r}")
+    splits = entry[2:]
+    if len(splits) > 2:
+        raise ConfigError(f"{where}: at most 2 splits are supported, got {len(splits)}")
+    dim = evaluate_dimension(cls, config, component)
+    part, thirds, heads = _read_splits(cls, config, splits, where)
     if heads is None and component.startswith("head_"):
         heads = _default_heads(cls, config, component)
     if thirds is not None:
