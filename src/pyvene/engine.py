@@ -1,5 +1,8 @@
 """One intervened forward: source collect pass(es), then the base patch pass.
 
+Slot: one intervention placed at a :class:`~pyvene.families.HookSite` (its key, unit, group
+and config order); Layout: the row layout of a one-pass batch; CallState: one call's data.
+
 Parallel mode runs, when it can, source and base as ONE batch (source rows, then base rows)
 and copies across rows at each site: on a CPU a small-batch forward is memory-bound, so one
 pass of 2B rows costs far less than two passes of B. Otherwise each source runs first under
@@ -200,13 +203,13 @@ def make_setter(
             return None
         rows = x if layout is None else layout.base_rows(x)
         base = access.read(rows, units)
-        extra = None
+        module_args = None
         if module_input is not None:  # adaptor-style: the module input at the same units
             in_rows = module_input if layout is None else layout.base_rows(module_input)
-            extra = {"args": access.read_input(in_rows, units)}
+            module_args = {"args": access.read_input(in_rows, units)}
         source = access.source(x) if needs_source else None
         out = apply_intervention(
-            intervention, base, source, state.subspaces.get(key), units is None, state, extra
+            intervention, base, source, state.subspaces.get(key), units is None, state, module_args
         )
         if collect:
             access.keep(out)
@@ -287,7 +290,7 @@ def collect_sources(
     pending = set(readers)
     if not pending:
         return {}
-    extra = {"use_cache": False} if use_cache_key else {}
+    call_kwargs = {"use_cache": False} if use_cache_key else {}
     ctx = torch.no_grad() if grad_free(model, inputs) else contextlib.nullcontext()
     try:  # StopForward leaves the session with an exception: its after-forward checks skip
         with HookSession() as session:
@@ -307,7 +310,7 @@ def collect_sources(
                     side = Side("input", getattr(side, "tokens_from", None))
                 session.on(slot.site.module, side, getter)
             with ctx:
-                model(**inputs, **extra)
+                model(**inputs, **call_kwargs)
     except StopForward:
         pass
     return {key: reader.result() for key, reader in readers.items()}

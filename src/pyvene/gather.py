@@ -117,7 +117,8 @@ def _checked(idx: torch.Tensor, bounds: tuple[int, int], size: int, what: str) -
     return idx
 
 
-def _rows(units: Units, batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+def _batch_index(units: Units, batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """``(rows (B,), index (B, U), pos (B, P) or None)`` on ``device``, expanded to the batch."""
     index = units.index.to(device)
     pos = None if units.pos is None else units.pos.to(device)
     for got in (index, pos):
@@ -140,7 +141,7 @@ def gather(x: torch.Tensor, site: HookSite, units: Units | None) -> torch.Tensor
         if site.is_head:
             return view.permute(0, 2, 1, 3)
         return view.flatten(-2) if _grouped(site) else view
-    rows, index, pos = _rows(units, view.shape[0], view.device)
+    rows, index, pos = _batch_index(units, view.shape[0], view.device)
     if site.is_head:
         index = _checked(index, units.bounds, view.shape[2], f"{site.component} head")
         if pos is None:  # heads only: (B, U, S, Dh)
@@ -172,7 +173,7 @@ def scatter(
             value = value.unflatten(-1, view.shape[2:]) if grouped else value
         view.copy_(value)
         return out
-    rows, index, pos = _rows(units, view.shape[0], view.device)
+    rows, index, pos = _batch_index(units, view.shape[0], view.device)
     if site.is_head:
         index = _checked(index, units.bounds, view.shape[2], f"{site.component} head")
         if pos is None:

@@ -21,6 +21,9 @@ positions and optionally one head. :func:`run_cells` evaluates many cells, one b
   rows are chunked to a memory budget.
 
 Models without a layer adapter use whole-model runs of the packed rows (same patch hooks).
+
+Cell: one sweep grid entry (component x layers x positions [x head]); SweepSite: a
+:class:`~pyvene.families.HookSite` with the raw columns a sweep compares and patches.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ class Cell:
     head: int | None = None
 
 
-def as_inputs(x: Any) -> dict[str, torch.Tensor]:
+def sweep_inputs(x: Any) -> dict[str, torch.Tensor]:
     """A tensor of ids, or a dict / BatchEncoding with ``input_ids`` or ``inputs_embeds``."""
     if isinstance(x, torch.Tensor):
         x = {"input_ids": x if x.dim() == 2 else x[None]}
@@ -85,7 +88,9 @@ def _take(inputs: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torc
     return {k: v[rows] for k, v in inputs.items()}
 
 
-def last_logits(model: nn.Module, inputs: dict[str, Any], **extra: Any) -> tuple[Any, torch.Tensor]:
+def forward_last(
+    model: nn.Module, inputs: dict[str, Any], **extra: Any
+) -> tuple[Any, torch.Tensor]:
     """The model output and its last position's logits (only those computed when the model
     takes ``logits_to_keep``)."""
     try:
@@ -176,9 +181,9 @@ def collect_runs(model: nn.Module, inputs: dict, sites, stack: LayerStack | None
                     store[key] = t.detach()
 
                 session.on_input(module, keep_in)
-            out, last = last_logits(model, inputs, use_cache=True)
+            out, last = forward_last(model, inputs, use_cache=True)
         else:
-            out, last = last_logits(model, inputs)
+            out, last = forward_last(model, inputs)
     return store, out, last
 
 
@@ -189,7 +194,7 @@ class SweepRuns:
     New (component, layer) sites are added to ``sites`` (shared across packed jobs)."""
 
     def __init__(self, model, base, source, cells, metric, stack, sites, where: str = "") -> None:
-        base, source = as_inputs(base), as_inputs(source)
+        base, source = sweep_inputs(base), sweep_inputs(source)
         (nb, seq), (ns, sseq) = input_shape(base), input_shape(source)
         if sseq != seq:
             raise DimensionMismatchError(
@@ -249,7 +254,7 @@ def run_cells(
     cost in token-layers, for bucketing rows by first position (default per device type:
     :data:`OVERHEAD_TOKENS`; 0 = one bucket per first position, ``inf`` = one bucket).
     """
-    seq = input_shape(as_inputs(base))[1]
+    seq = input_shape(sweep_inputs(base))[1]
     stack = sweep_stack(model, seq, method)
     sites: dict[tuple[str, int], SweepSite] = {}
     with torch.no_grad():
@@ -269,7 +274,7 @@ def run_cells(
             else:
                 with HookSession() as session:
                     patches.install(session)
-                    out = last_logits(model, _take(runs.base, row_b.to(_input_device(runs.base))))[
+                    out = forward_last(model, _take(runs.base, row_b.to(_input_device(runs.base))))[
                         1
                     ]
                 if bar is not None:

@@ -30,10 +30,10 @@ from ..hooks import HookSession
 from .cells import (
     Cell,
     SweepRuns,
-    as_inputs,
+    forward_last,
     input_shape,
-    last_logits,
     progress_bar,
+    sweep_inputs,
     sweep_stack,
 )
 from .patches import RowPatches, packed_entries
@@ -89,7 +89,7 @@ def run_jobs(
     runs, rows of equal-length jobs packed)."""
     if not jobs:
         return []
-    T = max(input_shape(as_inputs(j.base))[1] for j in jobs)
+    T = max(input_shape(sweep_inputs(j.base))[1] for j in jobs)
     stack = sweep_stack(model, T, method)
     sites: dict = {}
     with torch.no_grad():
@@ -271,7 +271,7 @@ def _run_full(model, preps, sites, max_rows, budget, progress):
         inputs = _gather_inputs(chunk, group)
         with HookSession() as session:
             patches.install(session)
-            logits = last_logits(model, inputs)[1]
+            logits = forward_last(model, inputs)[1]
         _store_values(chunk, group, logits)
         if bar is not None:
             bar.update(len(chunk))

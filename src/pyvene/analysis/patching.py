@@ -18,7 +18,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..families import family_of, resolve_site
-from .cells import Cell, as_inputs, check_position, input_shape, run_cells
+from .cells import Cell, check_position, input_shape, run_cells, sweep_inputs
 from .display import HeatmapDisplay
 from .metrics import as_metric
 from .plots import plot_sweep
@@ -113,7 +113,7 @@ def patching_sweep(
     metric = as_metric(metric)
     comps = [components] if isinstance(components, str) else list(components)
     n_layers = num_layers(model)
-    _, seq = input_shape(as_inputs(base))
+    _, seq = input_shape(sweep_inputs(base))
     layers = list(range(n_layers)) if layers is None else [int(x) for x in layers]
     if not layers or not comps:
         raise ConfigError(f"a sweep needs layers and components, got {layers} and {comps}")
