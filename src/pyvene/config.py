@@ -10,9 +10,11 @@ from typing import Any
 
 from transformers.configuration_utils import PretrainedConfig
 
-from .errors import ConfigError
+from .errors import ConfigError, choices_message
+from .interventions.base import get_intervention_class
+from .interventions.basic import VanillaIntervention
 
-_FIELDS = (
+FIELDS = (
     "layer",
     "component",
     "unit",
@@ -32,7 +34,7 @@ _DEFAULTS = (0, "block_output", "pos", 1) + (None,) * 10
 VALID_UNITS = ("pos", "h", "h.pos", "t")
 VALID_MODES = ("parallel", "serial")
 
-_Base = namedtuple("RepresentationConfig", _FIELDS, defaults=_DEFAULTS)
+_Base = namedtuple("RepresentationConfig", FIELDS, defaults=_DEFAULTS)
 
 
 class RepresentationConfig(_Base):
@@ -78,11 +80,9 @@ def to_representation(item: Any) -> RepresentationConfig:
     if isinstance(item, RepresentationConfig):
         return item
     if isinstance(item, dict):
-        unknown = sorted(set(item) - set(_FIELDS))
+        unknown = sorted(set(item) - set(FIELDS))
         if unknown:
-            from .errors import choices_message
-
-            raise ConfigError(choices_message("representation field", unknown[0], _FIELDS))
+            raise ConfigError(choices_message("representation field", unknown[0], FIELDS))
         return RepresentationConfig(**item)
     if isinstance(item, (list, tuple)):
         return RepresentationConfig(*item)
@@ -165,8 +165,6 @@ class IntervenableConfig(PretrainedConfig):
                 )
             return types[index]
         if types is None:
-            from .interventions.basic import VanillaIntervention
-
             return VanillaIntervention
         return types
 
@@ -193,11 +191,9 @@ class IntervenableConfig(PretrainedConfig):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IntervenableConfig:
         """Rebuild from :meth:`to_dict` output; intervention names resolve via the registry."""
-        from .interventions.base import get_intervention_class
-
         reps = []
         for r in data.get("representations", []):
-            r = dict(r) if isinstance(r, dict) else dict(zip(_FIELDS, r))
+            r = dict(r) if isinstance(r, dict) else dict(zip(FIELDS, r))
             for f in ("intervention", "source_representation"):
                 if r.get(f) == "PLACEHOLDER":
                     r[f] = None

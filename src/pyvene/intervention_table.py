@@ -98,7 +98,7 @@ def build_intervention(spec: Any, rep: RepresentationConfig, embed_dim: int | No
     )
 
 
-class _SlotUpdater:
+class SlotUpdater:
     """Points the slot of a replaced key at its new intervention (a plain callable holding
     the slot list, so copies of the model that share the list stay in step)."""
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .config import _FIELDS, VALID_MODES
+from .config import FIELDS, VALID_MODES
 from .errors import SerializationError, choices_message
 
 TOP_KEYS = (
@@ -123,7 +123,7 @@ def validate_config(data: dict[str, Any], where: str) -> None:
 def validate_representation(rep: Any, where: str) -> None:
     if not isinstance(rep, dict):
         raise SerializationError(f"{where} must be a JSON object, got {rep!r}")
-    _unknown(rep, _FIELDS, where)
+    _unknown(rep, FIELDS, where)
     _int(rep.get("layer", 0), f"{where}.layer", 0, none_ok=False)
     for name in ("component", "unit"):
         if name in rep and not (isinstance(rep[name], str) and rep[name]):
