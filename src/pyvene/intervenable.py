@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from .calls import intervened_call
-from .config import IntervenableConfig
+from .config import IntervenableConfig, unknown_keyword
 from .distributed import check_not_wrapped_alone
-from .errors import ConfigError, closest, user_stacklevel
+from .errors import user_stacklevel
 from .families import family_of
 from .generation import generate as generate_call
 from .hooks import dispatch_pairs, hold_dispatchers, is_compiled
@@ -60,13 +60,7 @@ class IntervenableModel(TrainingMethods, nn.Module):
         **kwargs: Any,
     ) -> None:
         if kwargs:
-            bad = next(iter(kwargs))
-            near = closest(bad, INIT_KEYWORDS, n=1)
-            hint = f"did you mean {near[0]!r}? " if near else ""
-            raise ConfigError(
-                f"IntervenableModel: unknown keyword {bad!r}; {hint}valid keywords: "
-                + ", ".join(INIT_KEYWORDS)
-            )
+            raise unknown_keyword("IntervenableModel", next(iter(kwargs)), INIT_KEYWORDS)
         if intervenables_sort_fn is not None:
             warnings.warn(
                 "intervenables_sort_fn is not used: intervention keys always follow the order "
@@ -102,14 +96,17 @@ class IntervenableModel(TrainingMethods, nn.Module):
 
     @property
     def one_pass_max_tokens(self) -> int:
+        """The batch x sequence limit of ``batch_sources="auto"``."""
         return self.plan.one_pass_max_tokens
 
     @property
     def use_fast(self) -> bool:
+        """Original API: interventions use the first example's subspaces for the batch."""
         return self.plan.use_fast
 
     @property
     def as_adaptor(self) -> bool:
+        """Original API: interventions also receive the hooked module's input."""
         return self.plan.as_adaptor
 
     @property
@@ -174,10 +171,12 @@ class IntervenableModel(TrainingMethods, nn.Module):
 
     @property
     def model_config(self) -> Any:
+        """The wrapped model's ``config`` (None when it has none)."""
         return getattr(self.model, "config", None)
 
     @property
     def model_type(self) -> type:
+        """The wrapped model's class."""
         return type(self.model)
 
     def describe(self) -> dict[str, Any]:
