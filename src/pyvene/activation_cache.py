@@ -156,3 +156,6 @@ def collect(
             "needs an IntervenableModel with CollectIntervention and unit 't'"
         )
     return ActivationCache(dict(zip(keys, collected)), output)
+
+
+__all__ = ["ActivationCache", "Key", "collect"]

@@ -269,3 +269,16 @@ def _type_name(t: Any) -> str:
     if isinstance(t, type) and name:
         return name
     return t.__name__ if isinstance(t, type) else type(t).__name__
+
+
+__all__ = [
+    "CONFIG_KEYWORDS",
+    "FIELDS",
+    "VALID_MODES",
+    "VALID_UNITS",
+    "IntervenableConfig",
+    "RepresentationConfig",
+    "pretrained_keywords",
+    "to_representation",
+    "unknown_keyword",
+]

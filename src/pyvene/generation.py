@@ -225,3 +225,6 @@ def _repeat_state(state: CallState, batch: int, factor: int, given: set) -> Call
     new.collected = state.collected
     new.full_outputs = state.full_outputs
     return new
+
+
+__all__ = ["Selector", "check_generate_kwargs", "generate"]

@@ -338,3 +338,6 @@ class IntervenableModel(TrainingMethods, nn.Module):
         """Load trainable weights saved by :meth:`save_intervention` (or :meth:`save`, or
         the original's ``intkey_*.bin``) into this model's interventions."""
         load_intervention(self, load_directory, include_model)
+
+
+__all__ = ["INIT_KEYWORDS", "IntervenableModel", "IntervenableModelOutput"]

@@ -115,3 +115,6 @@ def read_legacy_states(directory: Path, pvm: IntervenableModel) -> dict[str, dic
             "(trainable_interventions.safetensors, interventions.safetensors or intkey_*.bin)"
         )
     return states
+
+
+__all__ = ["legacy_file", "read_legacy", "read_legacy_states", "read_state"]

@@ -132,7 +132,7 @@ def build_plan(
         representations[key] = rep
         table[key] = intervention
         slots.append(Slot(key, site, intervention, rep.unit, group, i))
-    table.__dict__["_on_replace"] = SlotUpdater(slots)  # seal: replacing repoints the slot
+    table.seal(SlotUpdater(slots))  # from now on replacing a key repoints its slot
     # rows of one batch must not interact for source and base to share it (BatchNorm does)
     coupled = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     model_config = getattr(model, "config", None)

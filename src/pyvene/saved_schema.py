@@ -202,3 +202,18 @@ def verify_checksum(data: dict[str, Any], path: Path) -> None:
             f"(checksums[{path.name!r}]: recorded {want}, file {have}): the weights file was "
             "changed or corrupted after saving. Save the interventions again."
         )
+
+
+__all__ = [
+    "DTYPES",
+    "DTYPE_TAG",
+    "ENTRY_KEYS",
+    "TOP_KEYS",
+    "checksum",
+    "decode_kwargs",
+    "encode_kwargs",
+    "validate_config",
+    "validate_entry",
+    "validate_representation",
+    "verify_checksum",
+]

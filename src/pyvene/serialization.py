@@ -341,3 +341,23 @@ def rebuild(entry: dict[str, Any], rep: RepresentationConfig, state: dict[str, t
     if entry.get("is_source_constant"):
         inter.is_source_constant = True
     return inter
+
+
+__all__ = [
+    "check_fingerprint",
+    "describe",
+    "load_intervention",
+    "model_fingerprint",
+    "push_to_hub",
+    "read_config",
+    "read_saved",
+    "rebuild",
+    "save",
+    "save_intervention",
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "MODEL_NAME",
+    "TRAINABLE_NAME",
+    "FORMAT",
+    "FORMAT_VERSION",
+]

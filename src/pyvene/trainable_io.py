@@ -104,3 +104,6 @@ def _check_fit(inter: nn.Module, state: dict[str, torch.Tensor], key: str) -> No
     ]
     if bad:
         raise SerializationError(f"{key}: saved weights do not fit {type(inter).__name__}: {bad}")
+
+
+__all__ = ["load_intervention", "save_intervention"]
