@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .config import _FIELDS, VALID_MODES
+from .config import FIELDS, VALID_MODES
 from .errors import SerializationError, choices_message
 
 TOP_KEYS = (
@@ -160,7 +160,7 @@ def validate_fingerprint(model: Any, where: str) -> None:
 def validate_representation(rep: Any, where: str) -> None:
     if not isinstance(rep, dict):
         raise SerializationError(f"{where} must be a JSON object, got {rep!r}")
-    _unknown(rep, _FIELDS, where)
+    _unknown(rep, FIELDS, where)
     for name in REQUIRED_REP_KEYS:
         if name not in rep:
             raise SerializationError(f"{where} has no {name!r} (required in a saved folder)")
@@ -247,3 +247,18 @@ def verify_checksum(data: dict[str, Any], path: Path) -> None:
             f"(checksums[{path.name!r}]: recorded {want}, file {have}): the weights file was "
             "changed or corrupted after saving. Save the interventions again."
         )
+
+
+__all__ = [
+    "DTYPES",
+    "DTYPE_TAG",
+    "ENTRY_KEYS",
+    "TOP_KEYS",
+    "checksum",
+    "decode_kwargs",
+    "encode_kwargs",
+    "validate_config",
+    "validate_entry",
+    "validate_representation",
+    "verify_checksum",
+]
