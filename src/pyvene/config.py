@@ -58,6 +58,13 @@ class RepresentationConfig(_Base):
             raise ConfigError(
                 f"max_number_of_units must be a positive int, got {self.max_number_of_units!r}"
             )
+        if self.moe_key is not None:
+            raise ConfigError(
+                f"moe_key={self.moe_key!r}: the original formats it into module paths with two "
+                "'%s' placeholders, and no component of this pyvene has one (transformers 5 fuses "
+                "MoE experts into one module), so it would be silently ignored. Remove moe_key; "
+                "see docs/families.md (mixtral) for whole-expert-tensor paths."
+            )
         if self.intervention_type is not None and self.intervention is not None:
             raise ConfigError(
                 "Only one of the field should be provided: intervention_type, intervention"

@@ -258,10 +258,17 @@ def read_config(directory: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SerializationError(f"{path} must hold a JSON object")
     version = data.get("format_version")
+    if version is None and "intervention_types" not in data:
+        raise SerializationError(
+            f"{path} has no 'format_version' (and is not an original-layout folder with "
+            "'intervention_types'): not a pyvene interventions folder, or an edited one."
+        )
     if version is not None:
         if data.get("format") != FORMAT:
             raise SerializationError(f"{path}: format {data.get('format')!r} is not {FORMAT!r}")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise SerializationError(f"{path}: format_version must be an integer >= 1, got {version!r}")
+        if version > FORMAT_VERSION:
             raise SerializationError(
                 f"{path} has format version {version!r}; this pyvene reads versions up to "
                 f"{FORMAT_VERSION}. Upgrade pyvene to load it."
@@ -312,7 +319,7 @@ def _check_width(model: nn.Module, rep: RepresentationConfig, entry: dict[str, A
     have = entry.get("embed_dim")
     if want is not None and have is not None and want != have:
         raise SerializationError(
-            f"{entry.get('key')}: saved for a width of {have}, but {rep.component} of layer "
+            f"{entry.get('key')}: saved for a width (embed_dim) of {have}, but {rep.component} of layer "
             f"{rep.layer} has width {want} in this model (another architecture?)"
         )
 
@@ -329,7 +336,7 @@ def rebuild(entry: dict[str, Any], rep: RepresentationConfig, state: dict[str, t
     except Exception as err:
         raise SerializationError(
             f"{key}: {cls.__name__} could not be rebuilt from its saved arguments "
-            f"{saved!r}: {type(err).__name__}: {err}"
+            f"(kwargs) {saved!r}: {type(err).__name__}: {err}"
         ) from err
     load_state(inter, state, key)
     dim = entry.get("interchange_dim")
