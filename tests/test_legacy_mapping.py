@@ -354,7 +354,7 @@ def test_overwriting_a_generated_entry_redirects_the_component():
     finally:
         del pv.type_to_module_mapping[GPT2LMHeadModel]
     pvm = pv.IntervenableModel({"layer": 1, "component": "block_output"}, model)
-    assert pvm._slots[0].site.module is model.transformer.h[1]
+    assert pvm.plan.slots[0].site.module is model.transformer.h[1]
 
 
 def test_dimension_only_override_changes_the_width():
@@ -363,7 +363,7 @@ def test_dimension_only_override_changes_the_width():
         pv.type_to_dimension_mapping[GPT2LMHeadModel]["mlp_output"] = ("n_embd/2",)
         pvm = pv.IntervenableModel({"layer": 0, "component": "mlp_output"}, model)
         assert pvm.interventions[pvm.sorted_keys[0]].embed_dim == model.config.n_embd // 2
-        assert pvm._slots[0].site.module is model.transformer.h[0].mlp
+        assert pvm.plan.slots[0].site.module is model.transformer.h[0].mlp
     finally:
         del pv.type_to_dimension_mapping[GPT2LMHeadModel]
     pvm = pv.IntervenableModel({"layer": 0, "component": "mlp_output"}, model)
