@@ -44,6 +44,7 @@ def as_inputs(value: Any, what: str = "base") -> dict[str, Any]:
 
 
 def batch_size(inputs: dict[str, Any]) -> int:
+    """Batch size of the base inputs: the first dimension of the first non-scalar tensor."""
     for v in inputs.values():
         if isinstance(v, torch.Tensor) and v.dim() > 0:
             return int(v.shape[0])
@@ -51,6 +52,8 @@ def batch_size(inputs: dict[str, Any]) -> int:
 
 
 def seq_tokens(inputs: dict[str, Any]) -> int:
+    """Number of tokens in the inputs (batch x sequence of the first 2-d tensor, else the batch
+    size); sizes per-call work."""
     for v in inputs.values():
         if isinstance(v, torch.Tensor) and v.dim() > 1:
             return int(v.shape[0] * v.shape[1])
@@ -141,6 +144,9 @@ def intervened_call(
     use_cache: bool | None,
     extra_kwargs: dict | None,
 ) -> Any:
+    """One intervened forward of ``pvm`` (``IntervenableModel.forward``): normalize sources,
+    locations and subspaces, run the source collect pass(es) and the patched base pass, and
+    shape the result as the original API returns it."""
     model = pvm.model
     base = as_inputs(base)
     batch = batch_size(base)

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 Selector = Callable[[int], bool]
 
 
-def generate(
+def generate(  # noqa: C901  # #14: refactor
     pvm: IntervenableModel,
     base: Any,
     sources: Any = None,

@@ -121,6 +121,8 @@ def validate_config(data: dict[str, Any], where: str) -> None:
 
 
 def validate_representation(rep: Any, where: str) -> None:
+    """Check one saved representation (a JSON object at ``where``) field by field; raise
+    :class:`SerializationError` naming the bad field, so a bad file fails on load, not later."""
     if not isinstance(rep, dict):
         raise SerializationError(f"{where} must be a JSON object, got {rep!r}")
     _unknown(rep, _FIELDS, where)
@@ -153,6 +155,8 @@ def _is_index(x: Any) -> bool:
 
 
 def validate_entry(entry: Any, where: str, earlier: list[str]) -> None:
+    """Check one saved intervention entry (key, type, kwargs, dims) at ``where``; ``earlier``
+    holds the keys already seen, so a duplicate key is refused."""
     if not isinstance(entry, dict):
         raise SerializationError(f"{where} must be a JSON object, got {entry!r}")
     _unknown(entry, ENTRY_KEYS, where)

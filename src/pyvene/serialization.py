@@ -73,6 +73,8 @@ def model_fingerprint(model: nn.Module) -> dict[str, Any]:
 
 
 def check_fingerprint(saved: dict[str, Any] | None, model: nn.Module) -> None:
+    """Refuse to load interventions saved for another model: compare the saved fingerprint
+    (type, sizes, parameter count) with ``model``'s and raise naming every difference."""
     if not saved:
         return
     now = model_fingerprint(model)
@@ -250,6 +252,8 @@ def load(
 
 
 def read_config(directory: Path) -> dict[str, Any]:
+    """Read and parse ``config.json`` of a saved folder, raising :class:`SerializationError`
+    when it is missing (with a hint for trainable-only folders) or not a JSON object."""
     path = directory / CONFIG_NAME
     if not path.is_file():
         hint = ""
@@ -276,6 +280,8 @@ def read_config(directory: Path) -> dict[str, Any]:
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Load a safetensors file into a dict of tensors (no pickle), raising
+    :class:`SerializationError` when it is missing or corrupt."""
     if not path.is_file():
         raise SerializationError(f"missing weights file {str(path)!r}")
     from safetensors.torch import load as st_load

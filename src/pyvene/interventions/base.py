@@ -178,6 +178,8 @@ def _check_init_args(cls: type, kwargs: dict[str, Any]) -> None:
 
 
 class TrainableIntervention(Intervention):
+    """Base of interventions with parameters: optimized by training and saved with the model."""
+
     trainable: ClassVar[bool] = True
 
     def tie_weight(self, other: Intervention) -> None:  # original API, no-op
@@ -185,18 +187,29 @@ class TrainableIntervention(Intervention):
 
 
 class ConstantSourceIntervention(Intervention):
+    """Base of interventions that need no source run (their source is a constant or none)."""
+
     is_source_constant: ClassVar[bool] = True
 
 
 class SourcelessIntervention(Intervention):
+    """Original-API name for an intervention that runs without a source (same contract as
+    :class:`ConstantSourceIntervention`)."""
+
     is_source_constant: ClassVar[bool] = True
 
 
 class BasisAgnosticIntervention(Intervention):
+    """Original-API marker base kept so client classes can subclass it; its flag changes
+    nothing in the engine."""
+
     basis_agnostic: ClassVar[bool] = True
 
 
 class SharedWeightsTrainableIntervention(TrainableIntervention):
+    """Original-API marker base kept so client classes can subclass it; trains like
+    :class:`TrainableIntervention`."""
+
     shared_weights: ClassVar[bool] = True
 
 

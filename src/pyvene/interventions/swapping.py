@@ -136,7 +136,7 @@ def do_intervention_by_swap(
     return the chosen dims ('collect'). Dims: per-example ``subspaces`` if given, else the
     first ``interchange_dim`` features, else all. ``subspace_partition`` is the raw form
     (``[[0, 2], [2, 4]]`` ranges or explicit index lists). The original exports it as
-    ``_do_intervention_by_swap`` (kept under that name in ``pyvene`` and ``pyvene.interventions``)."""
+    ``_do_intervention_by_swap``, the name kept in ``pyvene`` and ``pyvene.interventions``."""
     return swap(
         base,
         source,
@@ -172,30 +172,45 @@ def swap(
     if dims is not None and use_fast:
         dims = [dims[0]] * base.shape[0]
     if mode == "collect":
-        if dims is None:
-            return base if interchange_dim is None else base[..., : _as_int(interchange_dim)]
-        check_dims(dims, base.shape[-1])
-        dims = [[d % base.shape[-1] for d in row] for row in dims]  # torch.gather: no negatives
-        if any(row != dims[0] for row in dims):
-            if len({len(r) for r in dims}) != 1:
-                raise DimensionMismatchError("collect with ragged per-example subspaces")
-            idx = torch.tensor(dims, device=base.device)
-            idx = idx.view(base.shape[0], *([1] * (base.dim() - 2)), -1)
-            return torch.gather(base, -1, idx.expand(*base.shape[:-1], idx.shape[-1]))
-        return base[..., dims[0]]
-    if dims is None:
-        k = base.shape[-1] if interchange_dim is None else _as_int(interchange_dim)
-        if k >= base.shape[-1]:
-            mask = None
-        else:
-            mask = torch.zeros(base.shape[-1], dtype=torch.bool, device=base.device)
-            mask[:k] = True
-    else:
-        mask = dims_mask(dims, base)
+        return _collect(base, dims, interchange_dim)
+    mask = _swap_mask(base, dims, interchange_dim)
     if mode == "interchange":
         return source if mask is None else torch.where(mask, source, base)
     delta = source if mode == "add" else -source
     return base + (delta if mask is None else delta * mask)
+
+
+def _collect(
+    base: torch.Tensor, dims: list[list[int]] | None, interchange_dim: Any
+) -> torch.Tensor:
+    """The chosen dims of ``base`` (``[..., len(dims[b])]``): per-example dims gather row by row;
+    without dims, the first ``interchange_dim`` features (all when None)."""
+    if dims is None:
+        return base if interchange_dim is None else base[..., : _as_int(interchange_dim)]
+    check_dims(dims, base.shape[-1])
+    dims = [[d % base.shape[-1] for d in row] for row in dims]  # torch.gather: no negatives
+    if any(row != dims[0] for row in dims):
+        if len({len(r) for r in dims}) != 1:
+            raise DimensionMismatchError("collect with ragged per-example subspaces")
+        idx = torch.tensor(dims, device=base.device)
+        idx = idx.view(base.shape[0], *([1] * (base.dim() - 2)), -1)
+        return torch.gather(base, -1, idx.expand(*base.shape[:-1], idx.shape[-1]))
+    return base[..., dims[0]]
+
+
+def _swap_mask(
+    base: torch.Tensor, dims: list[list[int]] | None, interchange_dim: Any
+) -> torch.Tensor | None:
+    """Boolean mask of the swapped features (broadcastable to ``base``), or None for all of
+    them: per-example ``dims`` if given, else the first ``interchange_dim`` features."""
+    if dims is not None:
+        return dims_mask(dims, base)
+    k = base.shape[-1] if interchange_dim is None else _as_int(interchange_dim)
+    if k >= base.shape[-1]:
+        return None
+    mask = torch.zeros(base.shape[-1], dtype=torch.bool, device=base.device)
+    mask[:k] = True
+    return mask
 
 
 def _as_int(x: Any) -> int:
