@@ -35,7 +35,13 @@ import torch
 
 REPO = Path(__file__).resolve().parents[2]
 BLOCKS = REPO / "tests" / "seeds"
-SEED_DOCS = Path(os.environ.get("PYVENE_SEEDS_DIR", REPO.parent / "shared" / "seeds"))
+SEED_DOCS = Path(
+    os.environ.get("PYVENE_SEEDS_DIR")
+    or next(  # ../shared/seeds of the checkout, or of a folder above it (git worktrees)
+        (p / "shared" / "seeds" for p in REPO.parents if (p / "shared" / "seeds").is_dir()),
+        REPO.parent / "shared" / "seeds",
+    )
+)
 # copy prefix -> (seed document, how many python blocks it has)
 DOCS = {
     "skill": ("002_20ffd854460a3f2e.txt", 13),

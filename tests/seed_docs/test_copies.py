@@ -83,6 +83,8 @@ def test_copies_match_the_seed_documents():
             n = int(path.stem.split("_")[1])
             doc = fenced[n - 1] if fenced else [_norm(line) for line in text.splitlines()]
             assert matches(kept, doc, changed), f"{path.name} differs from {doc_name} block {n}"
+            edited = [*kept[:-1], kept[-1] + " + 1"]  # the comparison can fail: one edit shows
+            assert not matches(edited, doc, changed), f"{path.name}: an edited copy matched"
     # the bilingual page holds the same SKILL code with its line breaks collapsed
     squashed = re.sub(r"\s+", "", (SEED_DOCS / SKILL_BILINGUAL).read_text())
     for path in sorted(BLOCKS.glob("skill_*.py")):
