@@ -5,6 +5,8 @@ reads a component with a plain torch hook."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from conftest import hooked
 from family_models import LAYER, LLAMA_LIKE, build
@@ -130,120 +132,158 @@ def phi3_refs():
     }
 
 
-def refs_for(model_type):  # noqa: C901  # #14: refactor
-    if model_type in LLAMA_LIKE:
-        return llama_refs("model")
-    if model_type == "mixtral":
-        refs = llama_refs("model")
-        del refs["mlp_activation"]
-        return refs
-    if model_type == "phi":
-        L = "model.layers.{i}"
-        a = f"{L}.self_attn"
-        return {
-            **block_refs(L, f"{L}.mlp", "input", f"{L}.mlp.activation_fn", f"{L}.mlp"),
-            **attn_refs(L, f"{a}.q_proj", f"{a}.k_proj", f"{a}.v_proj", f"{a}.dense", a, kh=kv_heads),
-        }  # fmt: skip
-    if model_type == "phi3":
-        return phi3_refs()
-    if model_type == "gpt2":
-        L = "transformer.h.{i}"
-        a = f"{L}.attn"
-        d = lambda c: c.n_embd  # noqa: E731
-        qkv = (f"{a}.c_attn", qkv_part(0, d), qkv_part(1, d), qkv_part(2, d))
-        return {
-            **block_refs(L, f"{L}.mlp", "input", f"{L}.mlp.act", f"{L}.mlp"),
-            **attn_refs(L, "", "", "", f"{a}.c_proj", a, qkv=qkv),
-            "attention_output": (f"{a}.resid_dropout", "output", None, None),
-        }
-    if model_type == "gpt_neo":
-        L = "transformer.h.{i}"
-        a = f"{L}.attn.attention"
-        return {
-            **block_refs(L, f"{L}.mlp", "input", f"{L}.mlp.act", f"{L}.mlp"),
-            **attn_refs(L, f"{a}.q_proj", f"{a}.k_proj", f"{a}.v_proj", f"{a}.out_proj", f"{L}.attn"),
-        }  # fmt: skip
-    if model_type == "gpt_neox":
-        L = "gpt_neox.layers.{i}"
-        qkv = (f"{L}.attention.query_key_value", PerHead(0), PerHead(1), PerHead(2))
-        return {
-            **block_refs(L, f"{L}.mlp", "input", f"{L}.mlp.act", f"{L}.mlp"),
-            **attn_refs(L, "", "", "", f"{L}.attention.dense", f"{L}.attention", qkv=qkv),
-        }
-    if model_type == "opt":
-        L = "model.decoder.layers.{i}"
-        a = f"{L}.self_attn"
-        mlp = block_refs(L, f"{L}.fc1", "input", f"{L}.activation_fn", f"{L}.fc2")
-        return {
-            **attn_refs(L, f"{a}.q_proj", f"{a}.k_proj", f"{a}.v_proj", f"{a}.out_proj", a),
-            **{  # OPT's MLP runs on token-flattened (B * S, W) tensors
-                name: (path, side, FLAT if name.startswith("mlp_") else None, None)
-                for name, (path, side, _, _) in mlp.items()
-            },
-        }
-    if model_type in ("bert", "roberta"):
-        return bert_refs(model_type, ".intermediate_act_fn")
-    if model_type == "esm":
-        return bert_refs("esm", "")
-    if model_type == "mamba":
-        L = "backbone.layers.{i}"
-        return {
-            "block_input": (L, "input", None, None),
-            "block_output": (L, "output", None, None),
-            "mixer_input": (f"{L}.mixer", "input", None, None),
-            "mixer_output": (f"{L}.mixer", "output", None, None),
-            "ssm_output": (f"{L}.mixer.out_proj", "input", None, None),
-        }
-    if model_type == "blip":
-        d = lambda c: c.hidden_size  # noqa: E731
-        V_L = "vision_model.encoder.layers.{i}"
-        qkv = (f"{V_L}.self_attn.qkv", qkv_part(0, d), qkv_part(1, d), qkv_part(2, d))
-        vision = clip_refs(V_L, qkv=qkv, o="projection")
-        return {
-            **bert_refs("text_encoder", ".intermediate_act_fn"),
-            **{f"vision.{k}": v for k, v in vision.items()},
-            "itm_output": ("itm_head", "output", None, None),
-        }
-    if model_type == "llava":
-        vision = clip_refs("model.vision_tower.encoder.layers.{i}")
-        return {
-            **llama_refs("model.language_model"),
-            **{f"vision.{k}": v for k, v in vision.items()},
-        }
-    if model_type == "whisper":
-        return {
-            **whisper_refs("encoder"),
-            **{f"decoder.{k}": v for k, v in whisper_refs("decoder").items()},
-        }
-    if model_type == "mlp":
-        return {
-            "block_input": ("mlp.h.{i}", "input", None, None),
-            "block_output": ("mlp.h.{i}", "output", None, None),
-            "mlp_activation": ("mlp.h.{i}.act", "output", None, None),
-        }
-    if model_type == "gru":
-        h = lambda c: c.h_dim  # noqa: E731
-        third = {"reset": lambda c: (0, h(c)), "update": lambda c: (h(c), 2 * h(c)),
-                 "new": lambda c: (2 * h(c), 3 * h(c))}  # fmt: skip
-        return {
-            "block_input": ("gru.layer_inputs.{i}", "output", None, None),
-            "block_output": ("gru.layer_outputs.{i}", "output", None, None),
-            "cell_input": ("gru.cells.{i}", "input", None, None),
-            "cell_output": ("gru.cells.{i}", "output", None, None),
-            "x2h_output": ("gru.cells.{i}.x2h", "output", None, None),
-            "h2h_output": ("gru.cells.{i}.h2h", "output", None, None),
-            **{
-                f"{gate}_{lin}_output": (f"gru.cells.{{i}}.{lin}", "output", third[gate], None)
-                for gate in third
-                for lin in ("x2h", "h2h")
-            },
-            **{
-                f"{gate}_gate_{side}": (f"gru.cells.{{i}}.{gate}_act", side, None, None)
-                for gate in third
-                for side in ("input", "output")
-            },
-        }
-    raise KeyError(model_type)
+def refs_mixtral():
+    refs = llama_refs("model")
+    del refs["mlp_activation"]
+    return refs
+
+
+def refs_phi():
+    L = "model.layers.{i}"
+    a = f"{L}.self_attn"
+    return {
+        **block_refs(L, f"{L}.mlp", "input", f"{L}.mlp.activation_fn", f"{L}.mlp"),
+        **attn_refs(L, f"{a}.q_proj", f"{a}.k_proj", f"{a}.v_proj", f"{a}.dense", a, kh=kv_heads),
+    }  # fmt: skip
+
+
+def refs_gpt2():
+    L = "transformer.h.{i}"
+    a = f"{L}.attn"
+    d = lambda c: c.n_embd  # noqa: E731
+    qkv = (f"{a}.c_attn", qkv_part(0, d), qkv_part(1, d), qkv_part(2, d))
+    return {
+        **block_refs(L, f"{L}.mlp", "input", f"{L}.mlp.act", f"{L}.mlp"),
+        **attn_refs(L, "", "", "", f"{a}.c_proj", a, qkv=qkv),
+        "attention_output": (f"{a}.resid_dropout", "output", None, None),
+    }
+
+
+def refs_gpt_neo():
+    L = "transformer.h.{i}"
+    a = f"{L}.attn.attention"
+    return {
+        **block_refs(L, f"{L}.mlp", "input", f"{L}.mlp.act", f"{L}.mlp"),
+        **attn_refs(L, f"{a}.q_proj", f"{a}.k_proj", f"{a}.v_proj", f"{a}.out_proj", f"{L}.attn"),
+    }  # fmt: skip
+
+
+def refs_gpt_neox():
+    L = "gpt_neox.layers.{i}"
+    qkv = (f"{L}.attention.query_key_value", PerHead(0), PerHead(1), PerHead(2))
+    return {
+        **block_refs(L, f"{L}.mlp", "input", f"{L}.mlp.act", f"{L}.mlp"),
+        **attn_refs(L, "", "", "", f"{L}.attention.dense", f"{L}.attention", qkv=qkv),
+    }
+
+
+def refs_opt():
+    L = "model.decoder.layers.{i}"
+    a = f"{L}.self_attn"
+    mlp = block_refs(L, f"{L}.fc1", "input", f"{L}.activation_fn", f"{L}.fc2")
+    return {
+        **attn_refs(L, f"{a}.q_proj", f"{a}.k_proj", f"{a}.v_proj", f"{a}.out_proj", a),
+        **{  # OPT's MLP runs on token-flattened (B * S, W) tensors
+            name: (path, side, FLAT if name.startswith("mlp_") else None, None)
+            for name, (path, side, _, _) in mlp.items()
+        },
+    }
+
+
+def refs_mamba():
+    L = "backbone.layers.{i}"
+    return {
+        "block_input": (L, "input", None, None),
+        "block_output": (L, "output", None, None),
+        "mixer_input": (f"{L}.mixer", "input", None, None),
+        "mixer_output": (f"{L}.mixer", "output", None, None),
+        "ssm_output": (f"{L}.mixer.out_proj", "input", None, None),
+    }
+
+
+def refs_blip():
+    d = lambda c: c.hidden_size  # noqa: E731
+    V_L = "vision_model.encoder.layers.{i}"
+    qkv = (f"{V_L}.self_attn.qkv", qkv_part(0, d), qkv_part(1, d), qkv_part(2, d))
+    vision = clip_refs(V_L, qkv=qkv, o="projection")
+    return {
+        **bert_refs("text_encoder", ".intermediate_act_fn"),
+        **{f"vision.{k}": v for k, v in vision.items()},
+        "itm_output": ("itm_head", "output", None, None),
+    }
+
+
+def refs_llava():
+    vision = clip_refs("model.vision_tower.encoder.layers.{i}")
+    return {
+        **llama_refs("model.language_model"),
+        **{f"vision.{k}": v for k, v in vision.items()},
+    }
+
+
+def refs_whisper():
+    return {
+        **whisper_refs("encoder"),
+        **{f"decoder.{k}": v for k, v in whisper_refs("decoder").items()},
+    }
+
+
+def refs_mlp():
+    return {
+        "block_input": ("mlp.h.{i}", "input", None, None),
+        "block_output": ("mlp.h.{i}", "output", None, None),
+        "mlp_activation": ("mlp.h.{i}.act", "output", None, None),
+    }
+
+
+def refs_gru():
+    h = lambda c: c.h_dim  # noqa: E731
+    third = {"reset": lambda c: (0, h(c)), "update": lambda c: (h(c), 2 * h(c)),
+             "new": lambda c: (2 * h(c), 3 * h(c))}  # fmt: skip
+    return {
+        "block_input": ("gru.layer_inputs.{i}", "output", None, None),
+        "block_output": ("gru.layer_outputs.{i}", "output", None, None),
+        "cell_input": ("gru.cells.{i}", "input", None, None),
+        "cell_output": ("gru.cells.{i}", "output", None, None),
+        "x2h_output": ("gru.cells.{i}.x2h", "output", None, None),
+        "h2h_output": ("gru.cells.{i}.h2h", "output", None, None),
+        **{
+            f"{gate}_{lin}_output": (f"gru.cells.{{i}}.{lin}", "output", third[gate], None)
+            for gate in third
+            for lin in ("x2h", "h2h")
+        },
+        **{
+            f"{gate}_gate_{side}": (f"gru.cells.{{i}}.{gate}_act", side, None, None)
+            for gate in third
+            for side in ("input", "output")
+        },
+    }
+
+
+REFS = {
+    **{model_type: partial(llama_refs, "model") for model_type in LLAMA_LIKE},
+    "phi3": phi3_refs,
+    "bert": partial(bert_refs, "bert", ".intermediate_act_fn"),
+    "roberta": partial(bert_refs, "roberta", ".intermediate_act_fn"),
+    "esm": partial(bert_refs, "esm", ""),
+    "mixtral": refs_mixtral,
+    "phi": refs_phi,
+    "gpt2": refs_gpt2,
+    "gpt_neo": refs_gpt_neo,
+    "gpt_neox": refs_gpt_neox,
+    "opt": refs_opt,
+    "mamba": refs_mamba,
+    "blip": refs_blip,
+    "llava": refs_llava,
+    "whisper": refs_whisper,
+    "mlp": refs_mlp,
+    "gru": refs_gru,
+}
+
+
+def refs_for(model_type):
+    """component -> reference of every component of ``model_type``'s table."""
+    return REFS[model_type]()
 
 
 def sub_config(model, component):

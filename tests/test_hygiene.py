@@ -72,8 +72,6 @@ KNOWN_C901_MARKERS: set[str] = {
     "src/pyvene/families/legacy_mapping.py: entry_layout",
     "src/pyvene/generation.py: generate",
     "src/pyvene/recurrent.py: make_step_setter",
-    "tests/family_models.py: build",
-    "tests/family_refs.py: refs_for",
 }
 
 
