@@ -56,12 +56,12 @@ def test_collect_width_and_heads_match_plain_hook(model_type, component):
     (_, got), _ = pvm(inputs)
     expect = view.permute(0, 2, 1, 3) if is_head else view.flatten(2)
     torch.testing.assert_close(got[0], expect, rtol=0, atol=0)
-    site = pvm._slots[0].site
-    assert site.module is walk(model, ref[0], layer_of(ref))
-    assert site.hook == ref[1]
-    assert site.dim == expect.shape[-1]
+    site = pvm.describe()["interventions"][pvm.sorted_keys[0]]
+    assert model.get_submodule(site["module"]) is walk(model, ref[0], layer_of(ref))
+    assert site["hook"] == ref[1]
+    assert site["dim"] == expect.shape[-1]
     assert pvm.interventions[pvm.sorted_keys[0]].embed_dim == expect.shape[-1]
-    assert site.heads == (ref[3](config) if is_head else None)
+    assert site["heads"] == (ref[3](config) if is_head else None)
 
 
 def _positions(seq):
@@ -135,7 +135,8 @@ def test_blip_model_text_tower_root_candidates():
     model, _ = model_for("blip")
     blip = T.BlipModel(model.config).eval()
     pvm = pv.IntervenableModel({"layer": 1, "component": "block_output"}, blip)
-    assert pvm._slots[0].site.module is blip.text_model.encoder.layer[1]
+    module = pvm.describe()["interventions"][pvm.sorted_keys[0]]["module"]
+    assert blip.get_submodule(module) is blip.text_model.encoder.layer[1]
 
 
 def test_introspection_lists_resolved_components():

@@ -23,6 +23,11 @@ from pyvene.models.modeling_utils import get_dimension_by_component, output_to_s
 # --------------------------------------------------------------------------- covered classes
 
 
+def site_module(pvm) -> str:
+    """Module path of the first intervention's site (from the public describe())."""
+    return pvm.describe()["interventions"][pvm.sorted_keys[0]]["module"]
+
+
 def test_generated_entries_of_covered_classes():
     gpt2_entry = pv.type_to_module_mapping[GPT2LMHeadModel]
     assert gpt2_entry["block_output"] == ("transformer.h[%s]", CONST_OUTPUT_HOOK)
@@ -62,7 +67,7 @@ def test_overwriting_a_generated_entry_redirects_the_component():
     finally:
         del pv.type_to_module_mapping[GPT2LMHeadModel]
     pvm = pv.IntervenableModel({"layer": 1, "component": "block_output"}, model)
-    assert pvm._slots[0].site.module is model.transformer.h[1]
+    assert model.get_submodule(site_module(pvm)) is model.transformer.h[1]
 
 
 def test_dimension_only_override_changes_the_width():
@@ -71,7 +76,7 @@ def test_dimension_only_override_changes_the_width():
         pv.type_to_dimension_mapping[GPT2LMHeadModel]["mlp_output"] = ("n_embd/2",)
         pvm = pv.IntervenableModel({"layer": 0, "component": "mlp_output"}, model)
         assert pvm.interventions[pvm.sorted_keys[0]].embed_dim == model.config.n_embd // 2
-        assert pvm._slots[0].site.module is model.transformer.h[0].mlp
+        assert model.get_submodule(site_module(pvm)) is model.transformer.h[0].mlp
     finally:
         del pv.type_to_dimension_mapping[GPT2LMHeadModel]
     pvm = pv.IntervenableModel({"layer": 0, "component": "mlp_output"}, model)
