@@ -95,7 +95,7 @@ class CausalModel:
         self.rng = random.Random(seed)
         self._build(list(variables))
 
-    def _build(self, variables: list[str]) -> None:
+    def _build(self, variables: list[str]) -> None:  # noqa: C901  # #14: refactor
         """Validate the tables and derive children, timesteps, order and the evaluation plan."""
         names = sorted(variables)
         if not names or len(set(names)) != len(names):

@@ -38,6 +38,8 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``pyvene attribute``: attribution-patch every cell of the chosen components, verify
+    the top cells exactly, print the table and write the heatmaps; returns the exit code."""
     from .analysis.attribution import attribution_patching
     from .analysis.attribution_plots import plot_attribution
     from .analysis.metrics import logit_difference, token_probability

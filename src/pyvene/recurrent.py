@@ -204,7 +204,7 @@ class StepReader:
         return StepSource(self.buffer, False)
 
 
-def make_step_setter(
+def make_step_setter(  # noqa: C901  # #14: refactor
     slot: Slot, state: CallState, session: HookSession, layout: Layout | None = None
 ) -> Callable[..., torch.Tensor | None]:
     """The hook patching ``slot`` (unit "t") on the base rows, counting its calls; registers

@@ -252,7 +252,7 @@ class _Patches:
         return patch
 
 
-def run_cells(
+def run_cells(  # noqa: C901  # #14: refactor
     model: nn.Module,
     base: Any,
     source: Any,

@@ -60,6 +60,8 @@ def _spec(dst, cols, vals, width, device):
 
 
 def install_patches(session: HookSession, by_layer, q_len: int) -> None:
+    """Install one patch hook per hooked module of a packed chunk on ``session`` (removed
+    with it); ``by_layer`` holds each layer's ``(site, full, tail)`` patch specs."""
     for specs in by_layer.values():
         for site, full, tail in specs:
             session.on(site.site.module, site.site.hook, _hook(full, tail, q_len))

@@ -146,7 +146,7 @@ _PART_SPLITS = {split_three: 3, split_half: 2}
 _SPLIT_NAMES = "split_three, split_half, split_part, split_head_and_permute"
 
 
-def entry_layout(
+def entry_layout(  # noqa: C901  # #14: refactor
     cls: type, config: Any, component: str
 ) -> tuple[int | None, tuple[int, int] | None, int | None] | None:
     """``(dim, part, heads)`` of ``component`` per the registries (None: no module entry)."""
