@@ -88,6 +88,17 @@ def _target(module: str, is_package: bool, node: ast.ImportFrom) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
+def imported_names(node: ast.AST, module: str, is_package: bool, modules: set[str]) -> list[str]:
+    """The pyvene names one import statement brings in (``from . import zoo``: pyvene.zoo)."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names if a.name.startswith("pyvene")]
+    target = _target(module, is_package, node)
+    if not target.startswith("pyvene"):
+        return []
+    full = [f"{target}.{alias.name}" for alias in node.names]
+    return [name if name in modules else target for name in full]
+
+
 def imports(path: Path, modules: set[str]) -> list[tuple[str, bool, int]]:
     """(imported pyvene module, inside a function?, line) for every import in ``path``."""
     module = module_name(path)
@@ -107,16 +118,9 @@ def imports(path: Path, modules: set[str]) -> list[tuple[str, bool, int]]:
             elif isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
                 for sub in child.orelse:
                     visit(sub, in_function)
-            elif isinstance(child, ast.ImportFrom):
-                target = _target(module, is_package, child)
-                if target.startswith("pyvene"):
-                    for alias in child.names:  # "from . import zoo" imports pyvene.zoo
-                        full = f"{target}.{alias.name}"
-                        add(full if full in modules else target, in_function, child.lineno)
-            elif isinstance(child, ast.Import):
-                for alias in child.names:
-                    if alias.name.startswith("pyvene"):
-                        add(alias.name, in_function, child.lineno)
+            elif isinstance(child, (ast.Import, ast.ImportFrom)):
+                for name in imported_names(child, module, is_package, modules):
+                    add(name, in_function, child.lineno)
             else:
                 visit(child, in_function)
 

@@ -44,7 +44,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "RotatedSpaceIntervention", "SharedWeightsTrainableIntervention",
         "SigmoidMaskIntervention", "SigmoidMaskRotatedSpaceIntervention", "SkipIntervention",
         "SourcelessIntervention", "SubtractionIntervention", "TrainableIntervention",
-        "VanillaIntervention", "ZeroIntervention", "_do_intervention_by_swap",
+        "VanillaIntervention", "ZeroIntervention",
         "embedding_noise_level", "get_intervention_class", "register", "registered_interventions",),
     "locations": ("GET_LOC",),
     "models": ("GRUConfig", "GRUForClassification", "GRULMHeadModel", "GRUModel", "MLPConfig",
@@ -126,7 +126,6 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs (a test keeps bo
     from .interventions import TrainableIntervention as TrainableIntervention
     from .interventions import VanillaIntervention as VanillaIntervention
     from .interventions import ZeroIntervention as ZeroIntervention
-    from .interventions import _do_intervention_by_swap as _do_intervention_by_swap
     from .interventions import embedding_noise_level as embedding_noise_level
     from .interventions import get_intervention_class as get_intervention_class
     from .interventions import register as register
@@ -179,10 +178,17 @@ _ORIGIN = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted([*_ORIGIN, "models"])
 
 
+# the original API's private names that clients import: name -> (submodule, public name)
+_ORIGINAL_ALIASES = {"_do_intervention_by_swap": ("interventions.swapping", "do_intervention_by_swap")}
+
+
 def __getattr__(name: str) -> Any:
     """Import a public name (or a submodule such as ``pv.analysis``) on first access."""
     if name in _ORIGIN:
         value = getattr(importlib.import_module(f".{_ORIGIN[name]}", __name__), name)
+    elif name in _ORIGINAL_ALIASES:
+        module, public = _ORIGINAL_ALIASES[name]
+        value = getattr(importlib.import_module(f".{module}", __name__), public)
     elif not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}"):
         value = importlib.import_module(f".{name}", __name__)
     else:

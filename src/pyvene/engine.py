@@ -231,6 +231,8 @@ def wants_module_input(slot: Slot, as_adaptor: bool = False) -> bool:
 def install_setters(
     session: HookSession, slots: list[Slot], state: CallState, layout=None, as_adaptor=False
 ):
+    """Install each slot's setter hook (the patch of the base pass) on ``session``, which owns
+    and removes the handles."""
     for slot in slots:
         with_input = wants_module_input(slot, as_adaptor)
         setter = make_setter(slot, state, layout, session)

@@ -30,6 +30,8 @@ _DROP = ("embed_dim", "interchange_dim")  # buffers of the original, attributes 
 
 
 def legacy_file(directory: Path, key: str) -> Path:
+    """Path of one intervention's weights in a folder saved by the original
+    (``intkey_<key>.bin``)."""
     return directory / f"intkey_{key}.bin"
 
 

@@ -158,19 +158,15 @@ def validate_fingerprint(model: Any, where: str) -> None:
 
 
 def validate_representation(rep: Any, where: str) -> None:
+    """Check one saved representation (a JSON object at ``where``) field by field; raise
+    :class:`SerializationError` naming the bad field, so a bad file fails on load, not later."""
     if not isinstance(rep, dict):
         raise SerializationError(f"{where} must be a JSON object, got {rep!r}")
     _unknown(rep, FIELDS, where)
     for name in REQUIRED_REP_KEYS:
         if name not in rep:
             raise SerializationError(f"{where} has no {name!r} (required in a saved folder)")
-    _int(rep["layer"], f"{where}.layer", 0, none_ok=False)
-    for name in ("component", "unit"):
-        if name in rep and not (isinstance(rep[name], str) and rep[name]):
-            raise SerializationError(f"{where}.{name} must be a non-empty string")
-    _int(rep.get("max_number_of_units", 1), f"{where}.max_number_of_units", 1, none_ok=False)
-    for name in ("low_rank_dimension", "latent_dim"):
-        _int(rep.get(name), f"{where}.{name}", 1)
+    _validate_sizes(rep, where)
     for name in ("intervention_type", "intervention", "source_representation"):
         if rep.get(name) not in (None, "PLACEHOLDER"):
             raise SerializationError(f"{where}.{name} must be null in a saved folder")
@@ -188,11 +184,24 @@ def validate_representation(rep: Any, where: str) -> None:
         raise SerializationError(f"{where}.hidden_source_representation must be a boolean")
 
 
+def _validate_sizes(rep: dict[str, Any], where: str) -> None:
+    """Layer, component, unit and the integer sizes of one saved representation."""
+    _int(rep["layer"], f"{where}.layer", 0, none_ok=False)
+    for name in ("component", "unit"):
+        if name in rep and not (isinstance(rep[name], str) and rep[name]):
+            raise SerializationError(f"{where}.{name} must be a non-empty string")
+    _int(rep.get("max_number_of_units", 1), f"{where}.max_number_of_units", 1, none_ok=False)
+    for name in ("low_rank_dimension", "latent_dim"):
+        _int(rep.get(name), f"{where}.{name}", 1)
+
+
 def _is_index(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool) and x >= 0
 
 
 def validate_entry(entry: Any, where: str, earlier: list[str]) -> None:
+    """Check one saved intervention entry (key, type, kwargs, dims) at ``where``; ``earlier``
+    holds the keys already seen, so a duplicate key is refused."""
     if not isinstance(entry, dict):
         raise SerializationError(f"{where} must be a JSON object, got {entry!r}")
     _unknown(entry, ENTRY_KEYS, where)

@@ -86,6 +86,7 @@ def model_fingerprint(model: nn.Module) -> dict[str, Any]:
 
 
 def check_fingerprint(saved: dict[str, Any] | None, model: nn.Module) -> None:
+    """Refuse a folder made for another architecture (type, width, depth or heads differ)."""
     if not saved:
         return
     now = model_fingerprint(model)
@@ -245,6 +246,7 @@ def read_saved(
 
 
 def read_config(directory: Path) -> dict[str, Any]:
+    """Parse and validate ``config.json`` (current or original layout) of a saved folder."""
     path = directory / CONFIG_NAME
     if not path.is_file():
         hint = ""
@@ -267,7 +269,9 @@ def read_config(directory: Path) -> dict[str, Any]:
         if data.get("format") != FORMAT:
             raise SerializationError(f"{path}: format {data.get('format')!r} is not {FORMAT!r}")
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise SerializationError(f"{path}: format_version must be an integer >= 1, got {version!r}")
+            raise SerializationError(
+                f"{path}: format_version must be an integer >= 1, got {version!r}"
+            )
         if version > FORMAT_VERSION:
             raise SerializationError(
                 f"{path} has format version {version!r}; this pyvene reads versions up to "

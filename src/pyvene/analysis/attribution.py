@@ -97,7 +97,7 @@ class AttributionResult(SweepResult):
         return " ".join(parts)
 
 
-def attribution_patching(
+def attribution_patching(  # noqa: C901  # #14: refactor
     model: nn.Module,
     base: Any,
     source: Any,

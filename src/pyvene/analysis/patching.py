@@ -69,6 +69,8 @@ def window_layers(layer: int, window: int, n_layers: int) -> tuple[int, ...]:
 
 
 def num_layers(model: nn.Module) -> int:
+    """Number of layers of ``model`` from its family table; sweeps over abstract components
+    need one, so a model without a family is refused with :class:`ConfigError`."""
     family = family_of(model)
     if family is None:
         raise ConfigError(

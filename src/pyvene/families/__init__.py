@@ -81,12 +81,16 @@ def base_model_of(model: nn.Module) -> tuple[nn.Module, str]:
 
 
 def family_of(model: nn.Module) -> Family | None:
+    """The registered family table for ``model.config.model_type``, or None (then components
+    are module paths)."""
     config = getattr(model, "config", None)
     model_type = getattr(config, "model_type", None)
     return FAMILIES.get(model_type) if model_type else None
 
 
 def components_of(model: nn.Module) -> list[str]:
+    """Sorted abstract component names of ``model``'s family (empty without a family); used in
+    error messages and CLI checks."""
     family = family_of(model)
     return sorted(family.components) if family else []
 

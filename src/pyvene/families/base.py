@@ -137,10 +137,12 @@ def attr(*names: str) -> ConfigFn:
 
 
 def num_heads(config: Any) -> int:
+    """Number of attention (query) heads from an HF config, whatever the family calls it."""
     return attr("num_attention_heads", "n_head", "num_heads")(config)
 
 
 def num_kv_heads(config: Any) -> int:
+    """Number of key/value heads (fewer than query heads under GQA; equal when unset)."""
     value = getattr(config, "num_key_value_heads", None)
     return int(value) if value is not None else num_heads(config)
 

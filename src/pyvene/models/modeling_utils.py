@@ -212,14 +212,17 @@ class HandlerList:
 
 
 def is_gru(model: nn.Module) -> bool:
+    """True for the bundled GRU research models (the original's helper)."""
     return type(model) in (GRUModel, GRULMHeadModel, GRUForClassification)
 
 
 def is_mlp(model: nn.Module) -> bool:
+    """True for the bundled MLP research models (the original's helper)."""
     return type(model) in (MLPModel, MLPForClassification)
 
 
 def is_transformer(model: nn.Module) -> bool:
+    """True for any model that is neither a bundled GRU nor MLP (the original's helper)."""
     return not is_gru(model) and not is_mlp(model)
 
 
