@@ -22,47 +22,17 @@ MAX_LINES = 400
 KNOWN_LONG_FILES: set[str] = set()
 
 # being removed on branches pipeline/edge/attribution (#14)
-KNOWN_STAR_IMPORTS: set[str] = {
-    "src/pyvene/models/interventions.py: ..interventions",
-}
+KNOWN_STAR_IMPORTS: set[str] = set()
 
 # being removed on branches pipeline/edge/attribution (#14)
-KNOWN_PRIVATE_IMPORTS: set[str] = {
-    "src/pyvene/__init__.py: .interventions._do_intervention_by_swap",
-    "src/pyvene/analysis/attribution_plots.py: .plots._pyplot",
-    "src/pyvene/analysis/cells.py: .planning._chunks",
-    "src/pyvene/analysis/cells.py: .planning._plan_rows",
-    "src/pyvene/analysis/dataset_plots.py: .plots._CMAPS",
-    "src/pyvene/analysis/dataset_plots.py: .plots._TITLES",
-    "src/pyvene/analysis/dataset_plots.py: .plots._pyplot",
-    "src/pyvene/analysis/packed.py: .cells._Site",
-    "src/pyvene/analysis/packed.py: .cells._canonical",
-    "src/pyvene/analysis/packed.py: .cells._collect",
-    "src/pyvene/analysis/packed.py: .cells._kv",
-    "src/pyvene/analysis/packed.py: .cells._last_logits",
-    "src/pyvene/analysis/packed.py: .cells._shape",
-    "src/pyvene/analysis/packed.py: .planning._buckets",
-    "src/pyvene/analysis/packed.py: .planning._plan_rows",
-    "src/pyvene/analysis/packed.py: .planning._rows_per_chunk",
-    "src/pyvene/analysis/patching.py: .cells._shape",
-    "src/pyvene/cli_attribute.py: .cli._layers",
-    "src/pyvene/cli_dataset.py: .cli._layers",
-    "src/pyvene/cli_dataset.py: .cli._load",
-    "src/pyvene/models/hf_factories.py: ..zoo._build",
-    "src/pyvene/models/intervention_utils.py: ..interventions.base._do_intervention_by_swap",
-}
+KNOWN_PRIVATE_IMPORTS: set[str] = set()
 
 # functions over ruff's max-complexity (pyproject.toml), marked `# noqa: C901  # #14: refactor`
 # until refactored; being removed on branches pipeline/edge/attribution (#14)
 KNOWN_C901_MARKERS: set[str] = {
     "src/pyvene/analysis/attribution.py: attribution_patching",
     "src/pyvene/analysis/attribution_grad.py: grad_pass",
-    "src/pyvene/analysis/cells.py: run_cells",
-    "src/pyvene/analysis/patching.py: patching_sweep",
     "src/pyvene/analysis/qk_fix.py: attention_deltas",
-    "src/pyvene/causal_model.py: _build",
-    "src/pyvene/families/legacy_mapping.py: entry_layout",
-    "src/pyvene/recurrent.py: make_step_setter",
 }
 
 

@@ -32,10 +32,6 @@ def _lazy(importer: str, targets: str, reason: str) -> dict[tuple[str, str], str
 # legacy, config, activation_cache) has none.
 LAZY_IMPORTS: dict[tuple[str, str], str] = {
     **_lazy("analysis.attribution", "analysis.attribution_plots", _PLOTS),
-    **_lazy("analysis.patching", "analysis.plots", _PLOTS),
-    **_lazy("analysis.tracing", "analysis.plots", _PLOTS),
-    **_lazy("analysis.dataset_trace", "analysis.dataset_plots", _PLOTS),
-    **_lazy("analysis.packed", "analysis.planning", _MOVABLE),
     **_lazy(
         "cli",
         "zoo cli_dataset cli_attribute families analysis.plots analysis.patching "
@@ -59,19 +55,13 @@ LAZY_IMPORTS: dict[tuple[str, str], str] = {
     **_lazy("interventions.base", "outputs", _OUTPUTS),
     **_lazy("interventions.basic", "devices", _MOVABLE),
     **_lazy("interventions.contract", "errors", _MOVABLE),
-    **_lazy("models.basic_utils", "interventions.base", _MOVABLE),
 }
 
 # Edges that close import cycles outside the call pipeline (each dodged by a function-level
 # import). They are left out of the graph until removed. Removed by the edge branch
 # (issue #14: families/, models/, analysis/, interventions/, engine/recurrent):
 KNOWN_EDGE_CYCLES: set[tuple[str, str]] = {
-    # every component lookup asks the legacy registry first (legacy_mapping imports families)
-    ("pyvene.families", "pyvene.families.legacy_mapping"),
-    ("pyvene.families.legacy_mapping", "pyvene.families"),
     ("pyvene.interventions.base", "pyvene.interventions.contract"),  # contract imports base
-    ("pyvene.recurrent", "pyvene.engine"),  # engine imports recurrent
-    ("pyvene.analysis.dataset_plots", "pyvene.analysis.dataset_trace"),  # and back, lazily
 }
 # Not in any issue-14 helper's files (cli, causal model, zoo): cycles for the lead to assign.
 KNOWN_OTHER_CYCLES: set[tuple[str, str]] = {

@@ -17,11 +17,11 @@ from transformers import (
 )
 
 import pyvene as pv
-from pyvene.families.legacy_mapping import evaluate_proposal
 from pyvene.models.constants import (
     CONST_INPUT_HOOK,
     CONST_OUTPUT_HOOK,
 )
+from pyvene.models.legacy_mapping import evaluate_proposal
 from pyvene.models.modeling_utils import get_dimension_by_component
 
 # --------------------------------------------------------------------------- tiny T5

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from .analysis.attribution_plots import plot_attribution
     from .analysis.metrics import logit_difference, token_probability
     from .analysis.patching import num_layers
-    from .cli import CLIError, _layers, load_pair
+    from .cli import CLIError, load_pair, parse_layers
     from .families import components_of
 
     if args.top < 1:
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     metric = logit_difference(good, bad) if bad is not None else token_probability(good)
     name = "logit diff" if bad is not None else "p"
     result = attribution_patching(
-        model, corrupt, clean, metric, comps, _layers(args.layers, num_layers(model)),
+        model, corrupt, clean, metric, comps, parse_layers(args.layers, num_layers(model)),
         per_position=True if args.per_position else None, method=args.method,
         verify=args.top, top_k=args.top, progress=not args.no_progress,
     )  # fmt: skip

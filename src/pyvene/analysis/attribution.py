@@ -33,7 +33,7 @@ from ..families import resolve_site
 from .attribution_estimates import ChunkEstimator, graddrop, kind_of, per_pos_of
 from .attribution_grad import collect, grad_pass, site_info
 from .attribution_verify import CellSpec, Verification, exact_effects, verification
-from .cells import as_inputs
+from .cells import sweep_inputs as as_inputs
 from .metrics import as_metric
 from .patching import SweepResult, num_layers
 from .qk_fix import attention_deltas

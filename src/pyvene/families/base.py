@@ -1,7 +1,10 @@
 """What a model family is: a declarative table of components (module path relative to the HF
 base model, hook on input or output, slice of the last dim, head split, width), keyed by
 ``config.model_type``. One table serves XModel, XForCausalLM and XForSequenceClassification
-because paths are relative to ``model.base_model``."""
+because paths are relative to ``model.base_model``.
+
+Component: one named entry of a family table (a recipe), which :func:`pyvene.families.resolve_site`
+turns into a :class:`~pyvene.families.HookSite` for one model and layer."""
 
 from __future__ import annotations
 
@@ -95,7 +98,6 @@ class Family:
     model_types: tuple[str, ...]
     num_layers: ConfigFn
     components: dict[str, Component]
-    layers_path: str = "layers"
     notes: dict[str, str] = field(default_factory=dict)
     # Default for every component (see Component.root / Component.config_path): llava's
     # language model lives at ``language_model`` and reads its dims from ``text_config``.

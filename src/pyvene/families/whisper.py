@@ -46,7 +46,6 @@ WHISPER = Family(
     name="whisper",
     model_types=("whisper",),
     num_layers=attr("encoder_layers"),
-    layers_path="encoder.layers",
     components={
         **whisper_components("encoder", "encoder"),
         **{f"decoder.{k}": v for k, v in whisper_components("decoder", "decoder").items()},
