@@ -53,16 +53,12 @@ LAZY_IMPORTS: dict[tuple[str, str], str] = {
     **_lazy("cli_dataset", "errors", _MOVABLE),
     **_lazy("interventions", "outputs", _OUTPUTS),
     **_lazy("interventions.base", "outputs", _OUTPUTS),
-    **_lazy("interventions.basic", "devices", _MOVABLE),
-    **_lazy("interventions.contract", "errors", _MOVABLE),
 }
 
 # Edges that close import cycles outside the call pipeline (each dodged by a function-level
 # import). They are left out of the graph until removed. Removed by the edge branch
 # (issue #14: families/, models/, analysis/, interventions/, engine/recurrent):
-KNOWN_EDGE_CYCLES: set[tuple[str, str]] = {
-    ("pyvene.interventions.base", "pyvene.interventions.contract"),  # contract imports base
-}
+KNOWN_EDGE_CYCLES: set[tuple[str, str]] = set()
 # Not in any issue-14 helper's files (cli, causal model, zoo): cycles for the lead to assign.
 KNOWN_OTHER_CYCLES: set[tuple[str, str]] = {
     ("pyvene.cli_attribute", "pyvene.cli"),  # CLIError, _layers, load_pair live in cli.py
