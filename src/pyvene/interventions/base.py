@@ -183,8 +183,9 @@ class TrainableIntervention(Intervention):
 
     trainable: ClassVar[bool] = True
 
-    def tie_weight(self, other: Intervention) -> None:  # original API, no-op
-        pass
+    def tie_weight(self, other: Intervention) -> None:
+        """Original-API placeholder: does nothing, as in the original (a hook for subclasses
+        to share weights with a linked intervention; nothing in pyvene calls it)."""
 
 
 class ConstantSourceIntervention(Intervention):
