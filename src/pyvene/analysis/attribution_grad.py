@@ -166,10 +166,10 @@ def grad_pass(
             session.on(site.module, site.hook, rec)
         for layer, module in (attention_calls or {}).items():
 
-            def keep_call(mod, args, kwargs, layer=layer):
+            def keep_call(args: tuple, kwargs: dict, layer: int = layer) -> None:
                 calls[layer] = (args, kwargs)
 
-            session._handles.append(module.register_forward_pre_hook(keep_call, with_kwargs=True))
+            session.on_pre_forward(module, keep_call)
         # installed after the sites: on a shared module these tensors are downstream of them
         for layer in range(drop_layers or 0):
             bi, bo = (
