@@ -149,99 +149,117 @@ def grad_pass(
     decoder layers, to prepare GradDrop (then :attr:`GradPass.dropped` ``(l, keys)`` returns
     the gradients at ``keys`` with layer ``l``'s contribution dropped; call it before the
     next grad pass, it keeps the graph alive)."""
-    store: dict[tuple, torch.Tensor] = {}
-    calls: dict[int, tuple[tuple, dict]] = {}
-    block_in: dict[int, torch.Tensor] = {}
-    block_out: dict[int, torch.Tensor] = {}
+    rec = _Recorder()
     ctx = contextlib.ExitStack()
     ctx.enter_context(torch.enable_grad())
     ctx.enter_context(frozen(model))
     with ctx, HookSession() as session:
         for key, site in sites.items():
-
-            def rec(t: torch.Tensor, key: tuple = key) -> torch.Tensor:
-                store[key] = t = _view(t)
-                return t
-
-            session.on(site.module, site.hook, rec)
+            session.on(site.module, site.hook, rec.keeper(rec.store, key))
         for layer, module in (attention_calls or {}).items():
-
-            def keep_call(args: tuple, kwargs: dict, layer: int = layer) -> None:
-                calls[layer] = (args, kwargs)
-
-            session.on_pre_forward(module, keep_call)
+            session.on_pre_forward(module, rec.call_keeper(layer))
         # installed after the sites: on a shared module these tensors are downstream of them
         for layer in range(drop_layers or 0):
-            bi, bo = (
-                resolve_site(model, layer, "block_input"),
-                resolve_site(model, layer, "block_output"),
-            )
-
-            def rec_in(t: torch.Tensor, layer: int = layer) -> torch.Tensor:
-                block_in[layer] = t = _view(t)
-                return t
-
-            def rec_out(t: torch.Tensor, layer: int = layer) -> torch.Tensor:
-                block_out[layer] = t = _view(t)
-                return t
-
-            session.on(bi.module, bi.hook, rec_in)
-            session.on(bo.module, bo.hook, rec_out)
+            bi = resolve_site(model, layer, "block_input")
+            bo = resolve_site(model, layer, "block_output")
+            session.on(bi.module, bi.hook, rec.keeper(rec.block_in, layer))
+            session.on(bo.module, bo.hook, rec.keeper(rec.block_out, layer))
         rows = metric(last_logits(model, inputs, use_cache=False)).float()
+        store = rec.store
         keys = list(store)
-        outs = [block_out[k] for k in sorted(block_out)]
-        wanted = [store[k] for k in keys] + outs
+        outs = [rec.block_out[k] for k in sorted(rec.block_out)]
         grads = torch.autograd.grad(
-            rows.sum(), wanted, retain_graph=bool(drop_layers), allow_unused=True
-        )
-    grad_of = {k: torch.zeros_like(store[k]) if g is None else g for k, g in zip(keys, grads)}
-    out_grads = [torch.zeros_like(o) if g is None else g for o, g in zip(outs, grads[len(keys) :])]
+            rows.sum(), [store[k] for k in keys] + outs, retain_graph=bool(drop_layers),
+            allow_unused=True,
+        )  # fmt: skip
+    grad_of = {k: _or_zeros(g, store[k]) for k, g in zip(keys, grads)}
+    drop = _Dropped(
+        store, rec.block_in, [_or_zeros(g, o) for o, g in zip(outs, grads[len(keys) :])]
+    )
+    acts = {k: v.detach() for k, v in store.items()}
+    return GradPass(
+        acts, grad_of, rows.detach(), rec.calls, drop.dropped if drop_layers else None,
+        drop_layers or 0, drop.dropped_all if drop_layers else None,
+    )  # fmt: skip
 
-    def dropped(layer: int, want: list[tuple]) -> dict[tuple, torch.Tensor]:
+
+def _or_zeros(grad: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(like) if grad is None else grad
+
+
+class _Recorder:
+    """What the grad pass's hooks record: site tensors (made to require grad), block inputs
+    and outputs for GradDrop, and attention call arguments for the QK fix."""
+
+    def __init__(self) -> None:
+        self.store: dict[tuple, torch.Tensor] = {}
+        self.block_in: dict[int, torch.Tensor] = {}
+        self.block_out: dict[int, torch.Tensor] = {}
+        self.calls: dict[int, tuple[tuple, dict]] = {}
+
+    @staticmethod
+    def keeper(into: dict, key: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+        def keep(t: torch.Tensor) -> torch.Tensor:
+            into[key] = t = _view(t)
+            return t
+
+        return keep
+
+    def call_keeper(self, layer: int) -> Callable[[tuple, dict], None]:
+        def keep_call(args: tuple, kwargs: dict) -> None:
+            self.calls[layer] = (args, kwargs)
+
+        return keep_call
+
+
+class _Dropped:
+    """GradDrop's gradients from the grad pass's retained graph."""
+
+    def __init__(self, store: dict, block_in: dict, out_grads: list[torch.Tensor]) -> None:
+        self.store, self.block_in, self.out_grads = store, block_in, out_grads
+
+    def dropped(self, layer: int, want: list[tuple]) -> dict[tuple, torch.Tensor]:
         """Gradients at ``want`` (keys upstream of layer ``layer``'s input) with the layer's
         residual contribution dropped: the VJP of its input with its output's gradient."""
         if not want:
             return {}
+        store = self.store
         with torch.enable_grad():
             got = torch.autograd.grad(
-                block_in[layer], [store[k] for k in want], grad_outputs=out_grads[layer],
-                retain_graph=True, allow_unused=True,
+                self.block_in[layer], [store[k] for k in want],
+                grad_outputs=self.out_grads[layer], retain_graph=True, allow_unused=True,
             )  # fmt: skip
-        return {k: torch.zeros_like(store[k]) if g is None else g for k, g in zip(want, got)}
+        return {k: _or_zeros(g, store[k]) for k, g in zip(want, got)}
 
-    def dropped_all(want: list[tuple], group: int) -> dict[tuple, torch.Tensor]:
+    def dropped_all(self, want: list[tuple], group: int) -> dict[tuple, torch.Tensor]:
         """``dropped(l, want)`` for every layer at once, ``(L, *shape)`` per key: one
         backward with the ``L`` output gradients batched (``is_grads_batched``), ``group``
         layers per call; per-layer VJPs where an operation has no batched backward."""
-        n = len(block_in)
+        n = len(self.block_in)
         parts: dict[tuple, list[torch.Tensor]] = {k: [] for k in want}
         for lo in range(0, n, group):
-            hi = min(n, lo + group)
-            outs = [block_in[k] for k in range(lo, hi)]
-            grad_outputs = []
-            for i, k in enumerate(range(lo, hi)):
-                g = out_grads[k].new_zeros((hi - lo, *out_grads[k].shape))
-                g[i] = out_grads[k]
-                grad_outputs.append(g)
-            try:
-                with torch.enable_grad():
-                    got = torch.autograd.grad(
-                        outs, [store[k] for k in want], grad_outputs=grad_outputs,
-                        retain_graph=True, allow_unused=True, is_grads_batched=True,
-                    )  # fmt: skip
-                got = [
-                    store[k].new_zeros((hi - lo, *store[k].shape)) if g is None else g
-                    for k, g in zip(want, got)
-                ]
-            except RuntimeError:  # no batching rule for some backward: one VJP per layer
-                per = [dropped(k, want) for k in range(lo, hi)]
-                got = [torch.stack([p[k] for p in per]) for k in want]
-            for k, g in zip(want, got):
+            for k, g in zip(want, self._batched(want, lo, min(n, lo + group))):
                 parts[k].append(g)
         return {k: torch.cat(v) for k, v in parts.items()}
 
-    acts = {k: v.detach() for k, v in store.items()}
-    gp = GradPass(acts, grad_of, rows.detach(), calls, dropped if drop_layers else None,
-                  drop_layers or 0)  # fmt: skip
-    gp.dropped_all = dropped_all if drop_layers else None
-    return gp
+    def _batched(self, want: list[tuple], lo: int, hi: int) -> list[torch.Tensor]:
+        store, out_grads = self.store, self.out_grads
+        outs = [self.block_in[k] for k in range(lo, hi)]
+        grad_outputs = []
+        for i, k in enumerate(range(lo, hi)):
+            g = out_grads[k].new_zeros((hi - lo, *out_grads[k].shape))
+            g[i] = out_grads[k]
+            grad_outputs.append(g)
+        try:
+            with torch.enable_grad():
+                got = torch.autograd.grad(
+                    outs, [store[k] for k in want], grad_outputs=grad_outputs,
+                    retain_graph=True, allow_unused=True, is_grads_batched=True,
+                )  # fmt: skip
+        except RuntimeError:  # no batching rule for some backward: one VJP per layer
+            per = [self.dropped(k, want) for k in range(lo, hi)]
+            return [torch.stack([p[k] for p in per]) for k in want]
+        return [
+            store[k].new_zeros((hi - lo, *store[k].shape)) if g is None else g
+            for k, g in zip(want, got)
+        ]
