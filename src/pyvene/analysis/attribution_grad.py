@@ -81,15 +81,17 @@ def site_info(model: nn.Module, component: str, layer: int, width: int | None = 
 
 @contextlib.contextmanager
 def frozen(model: nn.Module) -> Iterator[None]:
-    """Parameters at ``requires_grad=False`` inside the block (restored afterwards)."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
+    """Parameters at ``requires_grad=False`` inside the block, restored afterwards by name:
+    accelerate's offload hooks replace the parameter objects of a module at every forward
+    (loaded, then back on ``meta``), so the objects seen on entry may be gone on exit."""
+    flags = {name: p.requires_grad for name, p in model.named_parameters()}
     try:
-        for p, _ in flags:
+        for p in model.parameters():
             p.requires_grad_(False)
         yield
     finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
+        for name, p in model.named_parameters():
+            p.requires_grad_(flags.get(name, p.requires_grad))
 
 
 def last_logits(model: nn.Module, inputs: dict[str, Any], **extra: Any) -> torch.Tensor:
