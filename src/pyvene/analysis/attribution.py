@@ -31,7 +31,7 @@ from torch import nn
 from ..errors import ConfigError, choices_message
 from ..families import resolve_site
 from .attribution_estimates import ChunkEstimator, Z, graddrop, kind_of, per_pos_of
-from .attribution_grad import collect, grad_pass, site_info
+from .attribution_grad import block_module, collect, grad_pass, site_info
 from .attribution_verify import CellSpec, Verification, exact_effects, verification
 from .cells import as_inputs
 from .metrics import as_metric
@@ -222,24 +222,36 @@ class _Run:
         """The passes of one layer chunk: ((component, layer), CPU grid) pairs."""
         model = self.model
         hooks = {(s.module_path, str(s.hook)): s for s in sites.values()}
-        src, src_logits = collect(model, self.source, hooks)
-        infos = {k: site_info(model, k[0], k[1], src[(s.module_path, str(s.hook))].shape[-1])
-                 for k, s in sites.items()}  # fmt: skip
         attn = None
         if self.use_qk:
             attn = {ly: resolve_site(model, ly, "attention_input").module for ly in chunk}
-        gp = grad_pass(model, self.base, self.metric, hooks, attention_calls=attn,
-                       drop_layers=self.n_layers if self.grad_drop else None)  # fmt: skip
+        # the source rows ride in the base forward when the inputs batch together
+        drop = self.n_layers if self.grad_drop else None
+        gp = grad_pass(model, self.base, self.metric, hooks, source=self.source,
+                       attention_calls=attn, drop_layers=drop)  # fmt: skip
+        src, src_rows = gp.src, gp.src_rows
+        if src is None:
+            src, src_logits = collect(model, self.source, hooks)
+            src_rows = self.metric(src_logits).float()
         self.base_value = float(gp.rows.mean())
-        self.source_value = float(self.metric(src_logits).float().mean())
+        self.source_value = float(src_rows.mean())
+        blocks = {ly: block_module(model, ly) for ly in chunk}
+        infos = {
+            k: site_info(model, k[0], k[1], src[(s.module_path, str(s.hook))].shape[-1], site=s,
+                         block=blocks[k[1]])
+            for k, s in sites.items()
+        }  # fmt: skip
         _tick(self.bar)
         deltas = self._deltas(chunk, infos, attn, gp, src) if self.use_qk else {}
         est = ChunkEstimator(infos, src, gp, deltas, self.neuron_of, self.per_position,
                              self.heads, self.pos, self.use_qk)  # fmt: skip
         comps = self.comps
-        plain = {(c, ly): est.estimate(c, ly, gp.grads.__getitem__) for c in comps for ly in chunk}
+        plain = {
+            (c, ly): v for c in comps for ly, v in est.estimate_layers(c, chunk, gp.grads).items()
+        }
         if self.grad_drop:
-            group = _drop_group(model, self.n_layers, self.base, self.seq, self.budget)
+            rows = len(gp.rows) + (len(src_rows) if gp.src is not None else 0)
+            group = _drop_group(model, self.n_layers, rows, self.seq, self.budget)
             plain = graddrop(plain, est, self.n_layers, lambda: _tick(self.bar), group)
         self.units_of.update(est.units_of)
         return [(k, v.detach().float().cpu()) for k, v in plain.items()]
@@ -279,11 +291,10 @@ def _layer_chunks(plan, layers, seq, base, budget) -> list[list[int]]:
     return chunks
 
 
-def _drop_group(model, n_layers: int, base, seq: int, budget: int) -> int:
+def _drop_group(model, n_layers: int, batch: int, seq: int, budget: int) -> int:
     """GradDrop layers per batched backward: each keeps about one forward's activations
-    (~64 bytes per hidden unit, token and layer) alive during the backward."""
+    (~64 bytes per hidden unit, token and layer, ``batch`` rows) alive during the backward."""
     width = resolve_site(model, 0, "block_output").dim or 1
-    batch = next(iter(base.values())).shape[0]
     per_variant = 64 * n_layers * batch * seq * width
     return max(1, min(n_layers, budget // max(1, per_variant)))
 

@@ -49,9 +49,13 @@ class SiteInfo:
     stage: str
 
 
-def site_info(model: nn.Module, component: str, layer: int, width: int | None = None) -> SiteInfo:
-    """Resolve ``component`` at ``layer`` (family table or module path)."""
-    site = resolve_site(model, layer, component)
+def site_info(
+    model: nn.Module, component: str, layer: int, width: int | None = None, *,
+    site: HookSite | None = None, block: Any = ...,
+) -> SiteInfo:  # fmt: skip
+    """Resolve ``component`` at ``layer`` (family table or module path). ``site`` and
+    ``block`` (the layer's module, None for none): already resolved, to skip the lookups."""
+    site = resolve_site(model, layer, component) if site is None else site
     part = site.part
     cols = None
     if part is not None:
@@ -67,16 +71,22 @@ def site_info(model: nn.Module, component: str, layer: int, width: int | None = 
         n = site.dim * site.heads if cols is None else len(cols)
         head_dim = n // site.heads
     stage = "inner"
-    try:
-        block = resolve_site(model, layer, "block_input").module
-    except Exception:  # noqa: BLE001 - a model without a block table: no GradDrop staging
-        block = None
+    if block is ...:
+        block = block_module(model, layer)
     if site.module is block:
         stage = "in" if site.hook == "input" else "out"
     return SiteInfo(
         component, layer, site, (site.module_path, str(site.hook)), cols, site.heads, head_dim,
         stage,
     )  # fmt: skip
+
+
+def block_module(model: nn.Module, layer: int) -> nn.Module | None:
+    """The decoder layer module of ``layer`` (None for a model without a block table)."""
+    try:
+        return resolve_site(model, layer, "block_input").module
+    except Exception:  # noqa: BLE001 - a model without a block table: no GradDrop staging
+        return None
 
 
 @contextlib.contextmanager
@@ -131,6 +141,8 @@ class GradPass:
     dropped: Callable[[int, list[tuple]], dict[tuple, torch.Tensor]] | None
     n_layers: int
     dropped_all: Callable[[list[tuple], int], dict[tuple, torch.Tensor]] | None = None
+    src: dict[tuple, torch.Tensor] | None = None
+    src_rows: torch.Tensor | None = None
 
 
 def _view(t: torch.Tensor) -> torch.Tensor:
@@ -143,6 +155,7 @@ def grad_pass(
     metric: Callable[[torch.Tensor], torch.Tensor],
     sites: dict[tuple, HookSite],
     *,
+    source: dict[str, Any] | None = None,
     attention_calls: dict[int, nn.Module] | None = None,
     drop_layers: int | None = None,
 ) -> GradPass:
@@ -150,7 +163,15 @@ def grad_pass(
     layer -> attention module whose call arguments to keep. ``drop_layers``: the number of
     decoder layers, to prepare GradDrop (then :attr:`GradPass.dropped` ``(l, keys)`` returns
     the gradients at ``keys`` with layer ``l``'s contribution dropped; call it before the
-    next grad pass, it keeps the graph alive)."""
+    next grad pass, it keeps the graph alive).
+
+    ``source``: inputs run in the same forward, as extra batch rows after the base rows
+    (one batched forward is cheaper than two; rows do not interact, and the metric reads
+    only the base rows, so the base gradients are those of a base-only pass). Then
+    :attr:`GradPass.src` holds their site tensors and ``src_rows`` their metric values;
+    both stay None when the inputs cannot be batched together (different keys or shapes)."""
+    n_base = next(iter(inputs.values())).shape[0]
+    joined = _joined(inputs, source) if source is not None else None
     rec = _Recorder()
     ctx = contextlib.ExitStack()
     ctx.enter_context(torch.enable_grad())
@@ -166,7 +187,8 @@ def grad_pass(
             bo = resolve_site(model, layer, "block_output")
             session.on(bi.module, bi.hook, rec.keeper(rec.block_in, layer))
             session.on(bo.module, bo.hook, rec.keeper(rec.block_out, layer))
-        rows = metric(last_logits(model, inputs, use_cache=False)).float()
+        logits = last_logits(model, inputs if joined is None else joined, use_cache=False)
+        rows = metric(logits[:n_base]).float()
         store = rec.store
         keys = list(store)
         outs = [rec.block_out[k] for k in sorted(rec.block_out)]
@@ -174,15 +196,48 @@ def grad_pass(
             rows.sum(), [store[k] for k in keys] + outs, retain_graph=bool(drop_layers),
             allow_unused=True,
         )  # fmt: skip
-    grad_of = {k: _or_zeros(g, store[k]) for k, g in zip(keys, grads)}
-    drop = _Dropped(
-        store, rec.block_in, [_or_zeros(g, o) for o, g in zip(outs, grads[len(keys) :])]
-    )
-    acts = {k: v.detach() for k, v in store.items()}
-    return GradPass(
+    grad_of = {k: _or_zeros(g, store[k])[:n_base] for k, g in zip(keys, grads)}
+    out_grads = [_or_zeros(g, o) for o, g in zip(outs, grads[len(keys) :])]
+    drop = _Dropped(store, rec.block_in, out_grads, n_base)
+    acts = {k: v.detach()[:n_base] for k, v in store.items()}
+    gp = GradPass(
         acts, grad_of, rows.detach(), rec.calls, drop.dropped if drop_layers else None,
         drop_layers or 0, drop.dropped_all if drop_layers else None,
     )  # fmt: skip
+    if joined is not None:
+        total = next(iter(joined.values())).shape[0]
+        gp.calls = {ly: _first_rows(c, n_base, total) for ly, c in rec.calls.items()}
+        gp.src = {k: v.detach()[n_base:] for k, v in store.items()}
+        with torch.no_grad():
+            gp.src_rows = metric(logits[n_base:].detach()).float()
+    return gp
+
+
+def _joined(base: dict[str, Any], source: dict[str, Any]) -> dict[str, Any] | None:
+    """Base rows then source rows in one batch; None when they cannot be concatenated."""
+    if base.keys() != source.keys():
+        return None
+    out = {}
+    for k, b in base.items():
+        s = source[k]
+        if not (isinstance(b, torch.Tensor) and isinstance(s, torch.Tensor)):
+            return None
+        if b.dim() == 0 or b.shape[1:] != s.shape[1:] or b.dtype != s.dtype:
+            return None
+        out[k] = torch.cat([b, s.to(b.device)])
+    return out
+
+
+def _first_rows(x: Any, n: int, total: int) -> Any:
+    """``x`` with every tensor whose first dim is the joined batch ``total`` cut to its
+    first ``n`` rows (tuples, lists and dicts recurse)."""
+    if isinstance(x, torch.Tensor):
+        return x[:n] if x.dim() >= 1 and x.shape[0] == total else x
+    if isinstance(x, (tuple, list)):
+        return type(x)(_first_rows(v, n, total) for v in x)
+    if isinstance(x, dict):
+        return {k: _first_rows(v, n, total) for k, v in x.items()}
+    return x
 
 
 def _or_zeros(grad: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
@@ -217,8 +272,11 @@ class _Recorder:
 class _Dropped:
     """GradDrop's gradients from the grad pass's retained graph."""
 
-    def __init__(self, store: dict, block_in: dict, out_grads: list[torch.Tensor]) -> None:
+    def __init__(
+        self, store: dict, block_in: dict, out_grads: list[torch.Tensor], n_base: int
+    ) -> None:
         self.store, self.block_in, self.out_grads = store, block_in, out_grads
+        self.n_base = n_base  # the base rows of a joined pass
 
     def dropped(self, layer: int, want: list[tuple]) -> dict[tuple, torch.Tensor]:
         """Gradients at ``want`` (keys upstream of layer ``layer``'s input) with the layer's
@@ -231,7 +289,7 @@ class _Dropped:
                 self.block_in[layer], [store[k] for k in want],
                 grad_outputs=self.out_grads[layer], retain_graph=True, allow_unused=True,
             )  # fmt: skip
-        return {k: _or_zeros(g, store[k]) for k, g in zip(want, got)}
+        return {k: _or_zeros(g, store[k])[: self.n_base] for k, g in zip(want, got)}
 
     def dropped_all(self, want: list[tuple], group: int) -> dict[tuple, torch.Tensor]:
         """``dropped(l, want)`` for every layer at once, ``(L, *shape)`` per key: one
@@ -242,7 +300,7 @@ class _Dropped:
         for lo in range(0, n, group):
             for k, g in zip(want, self._batched(want, lo, min(n, lo + group))):
                 parts[k].append(g)
-        return {k: torch.cat(v) for k, v in parts.items()}
+        return {k: torch.cat(v)[:, : self.n_base] for k, v in parts.items()}
 
     def _batched(self, want: list[tuple], lo: int, hi: int) -> list[torch.Tensor]:
         store, out_grads = self.store, self.out_grads
@@ -260,7 +318,7 @@ class _Dropped:
                 )  # fmt: skip
         except RuntimeError:  # no batching rule for some backward: one VJP per layer
             per = [self.dropped(k, want) for k in range(lo, hi)]
-            return [torch.stack([p[k] for p in per]) for k in want]
+            return [torch.stack([p[k] for p in per]) for k in want]  # already base rows
         return [
             store[k].new_zeros((hi - lo, *store[k].shape)) if g is None else g
             for k, g in zip(want, got)
