@@ -26,16 +26,23 @@ def _reduce(prod: torch.Tensor, info: SiteInfo, neuron: bool, units, pos, per_po
     """``(*lead, B, T, W)`` products -> ``(*lead, *cells)``, averaged over examples (``lead``:
     e.g. the layers of a stacked component)."""
     if info.heads is not None:
-        prod = prod.unflatten(-1, (info.heads, info.head_dim)).sum(-1)[..., units]
+        prod = _take(prod.unflatten(-1, (info.heads, info.head_dim)).sum(-1), -1, units)
     elif neuron:
-        prod = prod[..., units]
+        prod = _take(prod, -1, units)
     else:
         prod = prod.sum(-1, keepdim=True)  # one unit, squeezed below
-    prod = prod[..., pos, :]  # (*lead, B, P, U)
+    prod = _take(prod, -2, pos)  # (*lead, B, P, U)
     prod = prod.movedim(-2, -1).mean(-3) if per_pos else prod.sum(-2).mean(-2)  # (*, U[, P])
     if info.heads is None and not neuron:
         prod = prod.squeeze(-2 if per_pos else -1)
     return prod
+
+
+def _take(x: torch.Tensor, dim: int, index: list[int]) -> torch.Tensor:
+    """``x`` at ``index`` along ``dim`` (no copy when ``index`` is every entry in order)."""
+    if len(index) == x.shape[dim] and index == list(range(len(index))):
+        return x
+    return x.index_select(dim, torch.tensor(index, device=x.device))
 
 
 def _qk_reduce(deltas, info: SiteInfo, g_z, z: SiteInfo, units, pos, per_pos) -> torch.Tensor:
