@@ -4,8 +4,9 @@ Costs in batch-1 forwards of the prompt (full logits, as a user calls the model)
 measured piece timed between two series of such forwards so both see the same machine load
 (medians over ``--repeats``):
 
-1. AtP of every cell of five components at once: 270 heads (all positions), 30 x 1536 x T
-   MLP neurons per position, and block / attention / MLP outputs per position;
+1. AtP of every cell of five components at once: 270 heads and 30 x 1536 MLP neurons (all
+   positions), block / attention / MLP outputs per position; then MLP neurons per position
+   (30 x 1536 x T) alone;
 2. AtP* (QK fix + GradDrop) of heads, query heads and key heads (all positions);
 3. the exact head grid (``head_sweep``, batched engine) and AtP / AtP* of the same grid, with
    Spearman and top-10 recall against it;
@@ -44,6 +45,26 @@ def forward_median(model, ids, n: int = 3) -> float:
     return statistics.median(times)
 
 
+def count_passes(model, job) -> tuple[int, int]:
+    """(model forwards, autograd backward calls) of one run of ``job``, counted by a plain
+    pre-hook on the model and a wrapper around ``torch.autograd.grad``."""
+    n = {"fwd": 0, "bwd": 0}
+    grad = torch.autograd.grad
+
+    def counted(*args, **kwargs):
+        n["bwd"] += 1
+        return grad(*args, **kwargs)
+
+    handle = model.register_forward_pre_hook(lambda *_: n.__setitem__("fwd", n["fwd"] + 1))
+    torch.autograd.grad = counted
+    try:
+        job()
+    finally:
+        handle.remove()
+        torch.autograd.grad = grad
+    return n["fwd"], n["bwd"]
+
+
 def measure(model, ids, job, repeats: int):
     """(result, median seconds, median forwards) of ``job`` over ``repeats`` runs."""
     secs, fwds, result = [], [], None
@@ -75,9 +96,15 @@ def main() -> None:
     print(f"torch threads {torch.get_num_threads()}, {n_layers} layers, {seq} tokens")
 
     comps = [HEADS, "mlp_activation", "block_output", "attention_output", "mlp_output"]
-    res, sec, fwd = measure(model, clean, lambda: attribution_patching(
-        model, dirty, clean, metric, comps, per_position=None, neurons=("mlp_activation",),
-        progress=False), args.repeats)  # fmt: skip
+
+    def atp_all():
+        return attribution_patching(model, dirty, clean, metric, comps, per_position=None,
+                                    neurons=("mlp_activation",), progress=False)  # fmt: skip
+
+    n_fwd, n_bwd = count_passes(model, atp_all)
+    print(f"AtP passes: {n_fwd} model forward(s) (base and source rows batched), {n_bwd} "
+          "backward(s)")  # fmt: skip
+    res, sec, fwd = measure(model, clean, atp_all, args.repeats)
     res_n = attribution_patching(model, dirty, clean, metric, "mlp_activation",
                                  per_position=True, progress=False)  # fmt: skip
     n_cells = sum(v.numel() for v in res.values.values())
