@@ -126,7 +126,10 @@ def attribution_patching(
     ``per_position``: True for whole components, False for heads and neurons.
     ``method``: "atp" or "atp*" (``qk_fix`` and ``grad_drop`` default to True under "atp*"
     and can be set separately). ``verify``: K (exact top-K per component) or "grid".
-    ``memory_budget``: bytes of site activations per pass (layers are chunked to fit).
+    ``memory_budget``: bytes of the site tensors one pass keeps (activations, gradients,
+    products): layers are split into chunks that fit, one forward + backward per chunk; it
+    also sizes GradDrop's batched backward. ``progress``: a tqdm bar, one tick per pass,
+    per GradDrop layer and per QK-fix layer (then the verification's own bar).
     """
     if method not in METHODS:
         raise ConfigError(choices_message("attribution method", method, METHODS))
@@ -146,9 +149,10 @@ def attribution_patching(
     started = time.perf_counter()
     qk_fix = method == "atp*" if qk_fix is None else bool(qk_fix)
     plan = run.plan(layers, qk_fix)
-    chunks = _layer_chunks(plan, layers, seq, base, memory_budget)
-    per_chunk = 1 + (n_layers if run.grad_drop else 0) + (len(layers) if run.use_qk else 0)
-    run.bar = _bar(progress, len(chunks) * per_chunk)
+    chunks = _layer_chunks(plan, layers, seq, base, source, memory_budget)
+    # a tick per grad pass, per dropped layer of each pass, per QK-fix layer
+    per_chunk = 1 + (n_layers if run.grad_drop else 0)
+    run.bar = _bar(progress, len(chunks) * per_chunk + (len(layers) if run.use_qk else 0))
     grids: dict[str, dict[int, torch.Tensor]] = {c: {} for c in comps}
     for chunk in chunks:
         for (c, ly), v in run.chunk({k: v for k, v in plan.items() if k[1] in chunk}, chunk):
@@ -167,7 +171,8 @@ def attribution_patching(
               "seconds": time.perf_counter() - started},
     )  # fmt: skip
     if verify is not None:
-        verify_result(result, model, base, source, metric, verify, top_k=top_k)
+        verify_result(result, model, base, source, metric, verify, top_k=top_k,
+                      progress=progress)  # fmt: skip
     return result
 
 
@@ -272,14 +277,16 @@ class _Run:
         return deltas
 
 
-def _layer_chunks(plan, layers, seq, base, budget) -> list[list[int]]:
-    """Layers grouped so that one pass's site tensors (source, base, gradient, product)
-    stay under ``budget`` bytes (float32)."""
+def _layer_chunks(plan, layers, seq, base, source, budget) -> list[list[int]]:
+    """Layers grouped so that one pass's site tensors stay under ``budget`` bytes (float32):
+    per site, the joined pass's activations and gradients (base + source rows) and the
+    estimate's stacked difference, gradient and product (base rows)."""
     batch = next(iter(base.values())).shape[0]
+    rows = 2 * (batch + next(iter(source.values())).shape[0]) + 3 * batch
     per_layer: dict[int, int] = {}
     for (_, ly), site in plan.items():
         width = (site.dim or 1) * (site.heads or 1)
-        per_layer[ly] = per_layer.get(ly, 0) + 4 * 4 * batch * seq * width
+        per_layer[ly] = per_layer.get(ly, 0) + 4 * rows * seq * width
     chunks: list[list[int]] = [[]]
     used = 0
     for ly in layers:
