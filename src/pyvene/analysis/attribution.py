@@ -230,9 +230,11 @@ class _Run:
         attn = None
         if self.use_qk:
             attn = {ly: resolve_site(model, ly, "attention_input").module for ly in chunk}
-        # the source rows ride in the base forward when the inputs batch together
+        # the source rows ride in the base forward when the inputs batch together, except
+        # under GradDrop: its L-variant backward would then run over the source rows too
         drop = self.n_layers if self.grad_drop else None
-        gp = grad_pass(model, self.base, self.metric, hooks, source=self.source,
+        gp = grad_pass(model, self.base, self.metric, hooks,
+                       source=None if self.grad_drop else self.source,
                        attention_calls=attn, drop_layers=drop)  # fmt: skip
         src, src_rows = gp.src, gp.src_rows
         if src is None:
