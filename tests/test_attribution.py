@@ -277,3 +277,8 @@ def test_joined_pass_equals_separate_passes(source_rows):
     assert alone.src is None
     masked = {**source, "attention_mask": torch.ones_like(source["input_ids"])}
     assert grad_pass(model, base, metric7, sites, source=masked).src is None  # keys differ
+    shared = {"position_ids": torch.arange(6)[None]}  # (1, seq) for every row: not batch-first
+    got = grad_pass(model, {**base, **shared}, metric7, sites, source={**source, **shared})
+    assert got.src is None
+    for k in keys:
+        torch.testing.assert_close(got.grads[k], alone.grads[k], rtol=0, atol=1e-6)

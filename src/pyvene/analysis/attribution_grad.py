@@ -214,15 +214,17 @@ def grad_pass(
 
 
 def _joined(base: dict[str, Any], source: dict[str, Any]) -> dict[str, Any] | None:
-    """Base rows then source rows in one batch; None when they cannot be concatenated."""
+    """Base rows then source rows in one batch; None when they cannot be concatenated (keys,
+    types, shapes or dtypes differ, or a tensor is not batch-first)."""
     if base.keys() != source.keys():
         return None
+    n_base = next(iter(base.values())).shape[0]
     out = {}
     for k, b in base.items():
         s = source[k]
         if not (isinstance(b, torch.Tensor) and isinstance(s, torch.Tensor)):
             return None
-        if b.dim() == 0 or b.shape[1:] != s.shape[1:] or b.dtype != s.dtype:
+        if b.dim() < 2 or b.shape[0] != n_base or b.shape[1:] != s.shape[1:] or b.dtype != s.dtype:
             return None
         out[k] = torch.cat([b, s.to(b.device)])
     return out
