@@ -237,8 +237,10 @@ def test_swapped_model_output_shape_error_names_the_intervention(gpt2):
     )  # fmt: skip
     with pytest.raises(pv.DimensionMismatchError, match="LambdaIntervention returned shape"):
         pvm(ids(1, 5, 0), unit_locations={"base": 1})
-    from pyvene.gather import _check_shape
+    from pyvene.families import HookSite
+    from pyvene.gather import scatter
 
-    with pytest.raises(pv.DimensionMismatchError) as err:
-        _check_shape(torch.zeros(2), (3,), type("Site", (), {"component": "block_output"})())
+    site = HookSite(torch.nn.Identity(), "h.0", "output", "block_output", 0, 4)
+    with pytest.raises(pv.DimensionMismatchError, match="block_output") as err:
+        scatter(torch.zeros(1, 3, 4), site, None, torch.zeros(2))
     assert "returned" not in str(err.value)  # a plain scatter blames no intervention

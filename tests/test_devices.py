@@ -83,7 +83,7 @@ def test_per_call_tensors_move_once_to_each_site(fake_map):
     units = Units(torch.tensor([[1, 2]]), None, (1, 2))
     state = CallState({near: units, far: units}, {far: units}, {})
     state.sources[far] = torch.ones(24)
-    devices.place_call_state(state, pvm._site_devices)
+    devices.place_call_state(state, pvm.plan.site_devices)
     assert state.base_units[near].index.device == CPU
     assert state.base_units[far].index.device == META
     assert state.source_units[far].index.device == META

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_families import hooked, model_for, out_tensor
+from conftest import hooked
+from family_refs import model_for, out_tensor
 
 import pyvene as pv
 from pyvene.analysis import patching_sweep
@@ -167,8 +168,8 @@ def test_opt_module_path_keeps_the_raw_flattened_tensor():
     pvm = pv.IntervenableModel({"component": "decoder.layers.1.fc2.output", "intervention_type": pv.CollectIntervention}, model)  # fmt: skip
     (_, got), _ = pvm(base)
     torch.testing.assert_close(got[0], raw.unsqueeze(1), rtol=0, atol=0)  # (B * S, 1, D)
-    site = pvm._slots[0].site
-    assert site.hook == "output" and getattr(site.hook, "tokens_from", None) is None
+    hook = pvm.describe()["interventions"][pvm.sorted_keys[0]]["hook"]
+    assert hook == "output" and getattr(hook, "tokens_from", None) is None
     assert resolve_site(model, 1, "mlp_output").hook.tokens_from is model.model.decoder.layers[1]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import ids
+from conftest import hooked, ids
 
 import pyvene as pv
 
@@ -208,17 +208,42 @@ def test_source_run_stops_after_deepest_site(gpt2):
 
 
 def test_one_pass_and_two_pass_agree_with_grad(gpt2):
+    """With autograd on, both source strategies (one batched pass, source then base) give the
+    logits and the gradients of the intervention's parameters that plain hooks give for the
+    same mask interpolation, done by hand with the mask and temperature as leaf tensors."""
     base, src = ids(2, 6, 20), ids(2, 6, 21)
-    outs = []
+    mask0 = torch.randn(24, generator=torch.Generator().manual_seed(0)) * 0.01
+    mask, temp = mask0.clone().requires_grad_(), torch.tensor(0.01, requires_grad=True)
+    with torch.no_grad():
+        s = hidden(gpt2, src, 1)
+    at3 = (torch.arange(6) == 3)[None, :, None]
+
+    def interpolate(b):
+        m = torch.sigmoid(mask / temp)
+        return torch.where(at3, (1 - m) * b + m * s, b)
+
+    handle = hooked(gpt2.transformer.h[1], "output", interpolate)
+    try:
+        want = gpt2(**base).logits
+    finally:
+        handle.remove()
+    want[:, -1].logsumexp(-1).sum().backward()
+    assert mask.grad.abs().max() > 1e-3 and temp.grad.abs() > 1e-3  # a gradient to compare
     for mode in (True, False):
         pvm = pv.IntervenableModel(
-            {"layer": 1, "component": "block_output", "intervention_type": pv.AdditionIntervention},
+            {"layer": 1, "component": "block_output",
+             "intervention_type": pv.SigmoidMaskIntervention},
             gpt2,
             batch_sources=mode,
-        )
+        )  # fmt: skip
+        inter = pvm.interventions[0]
+        with torch.no_grad():
+            inter.mask.copy_(mask0)
         _, out = pvm(base, [src], {"sources->base": 3}, output_original_output=True)
-        outs.append(out.logits)
-    torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out.logits, want.detach(), rtol=1e-5, atol=1e-5)
+        out.logits[:, -1].logsumexp(-1).sum().backward()
+        torch.testing.assert_close(inter.mask.grad, mask.grad, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(inter.temperature.grad, temp.grad, rtol=1e-4, atol=1e-5)
 
 
 def test_intervention_key_aliases(gpt2):

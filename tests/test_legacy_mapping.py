@@ -1,70 +1,28 @@
 """pv.type_to_module_mapping / pv.type_to_dimension_mapping (SPEC B §5.1-5.2): a model class
 with no family table registered through them behaves like a table-backed one; every result is
-checked against a plain torch hook or a manual computation."""
+checked against a plain torch hook or a manual computation. Here: a tiny T5 and dimension
+proposals (fused QKV: test_legacy_mapping_fused.py; generated entries: test_legacy_generated.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from conftest import ids, make_gpt2, make_llama
+from conftest import ids
+from legacy_hooks import read, run_patched
 from torch import nn
 from transformers import (
-    GPT2LMHeadModel,
-    LlamaForCausalLM,
     PretrainedConfig,
     T5Config,
     T5ForConditionalGeneration,
 )
 
 import pyvene as pv
-from pyvene.families.legacy_mapping import evaluate_proposal
 from pyvene.models.constants import (
     CONST_INPUT_HOOK,
     CONST_OUTPUT_HOOK,
-    split_head_and_permute,
-    split_three,
 )
-from pyvene.models.modeling_utils import get_dimension_by_component, output_to_subcomponent
-
-
-def first(x):
-    return x[0] if isinstance(x, tuple) else x
-
-
-def read(model, module, side, inputs):
-    """What a plain forward (pre-)hook on ``module`` sees."""
-    store = {}
-
-    def keep(x):
-        store["x"] = x  # returns None: the hooks only read
-
-    if side == "output":
-        handle = module.register_forward_hook(lambda m, a, o: keep(first(o)))
-    else:
-        handle = module.register_forward_pre_hook(lambda m, a: keep(a[0]))
-    try:
-        with torch.no_grad():
-            model(**inputs)
-    finally:
-        handle.remove()
-    return store["x"].detach().clone()
-
-
-def run_patched(model, module, side, fn, inputs):
-    if side == "output":
-
-        def hook(m, a, o):
-            return (fn(o[0]), *o[1:]) if isinstance(o, tuple) else fn(o)
-
-        handle = module.register_forward_hook(hook)
-    else:
-        handle = module.register_forward_pre_hook(lambda m, a: (fn(a[0]), *a[1:]))
-    try:
-        with torch.no_grad():
-            return model(**inputs)
-    finally:
-        handle.remove()
-
+from pyvene.models.legacy_mapping import evaluate_proposal
+from pyvene.models.modeling_utils import get_dimension_by_component
 
 # --------------------------------------------------------------------------- tiny T5
 
@@ -189,99 +147,6 @@ def test_module_paths_still_work_for_registered_class(t5):
     torch.testing.assert_close(collected[0], expect, rtol=0, atol=0)
 
 
-# --------------------------------------------------------------------------- fused QKV model
-
-
-class FusedConfig(PretrainedConfig):
-    model_type = "fused_toy"
-
-    def __init__(self, hidden: int = 8, n_head: int = 2, n_layer: int = 2, **kwargs) -> None:
-        self.hidden, self.n_head, self.n_layer = hidden, n_head, n_layer
-        super().__init__(**kwargs)
-
-
-class FusedBlock(nn.Module):
-    def __init__(self, d: int) -> None:
-        super().__init__()
-        self.qkv = nn.Linear(d, 3 * d)
-        self.out = nn.Linear(d, d)
-
-    def forward(self, x):
-        q, k, v = self.qkv(x).chunk(3, -1)
-        return x + self.out(torch.tanh(q * k) * v)
-
-
-class FusedNet(nn.Module):
-    def __init__(self, config: FusedConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.layers = nn.ModuleList(FusedBlock(config.hidden) for _ in range(config.n_layer))
-
-    def forward(self, inputs_embeds):
-        x = inputs_embeds
-        for layer in self.layers:
-            x = layer(x)
-        return x
-
-
-@pytest.fixture()
-def fused():
-    torch.manual_seed(0)
-    model = FusedNet(FusedConfig()).eval()
-    pv.type_to_module_mapping[FusedNet] = {
-        "value_output": ("layers[%s].qkv", CONST_OUTPUT_HOOK, (split_three, 2)),
-        "head_key_output": (
-            "layers[%s].qkv", CONST_OUTPUT_HOOK, (split_three, 1),
-            (split_head_and_permute, "n_head"),
-        ),
-    }  # fmt: skip
-    pv.type_to_dimension_mapping[FusedNet] = {
-        "value_output": ("hidden",),
-        "head_key_output": ("hidden/n_head",),
-        "n_head": ("n_head",),
-    }
-    yield model
-    del pv.type_to_module_mapping[FusedNet]
-    del pv.type_to_dimension_mapping[FusedNet]
-
-
-def test_split_three_selects_the_value_third(fused):
-    x = torch.randn(2, 5, 8)
-    raw = read(fused, fused.layers[1].qkv, "output", {"inputs_embeds": x})
-    pvm = pv.IntervenableModel(
-        {"layer": 1, "component": "value_output", "intervention_type": pv.CollectIntervention},
-        fused,
-    )
-    (_, collected), _ = pvm({"inputs_embeds": x})
-    torch.testing.assert_close(collected[0], raw[..., 16:24], rtol=0, atol=0)
-
-
-def test_split_three_then_heads_via_registry_param(fused):
-    x = torch.randn(2, 5, 8)
-    raw = read(fused, fused.layers[0].qkv, "output", {"inputs_embeds": x})
-    expect = raw[..., 8:16].reshape(2, 5, 2, 4).permute(0, 2, 1, 3)
-    pvm = pv.IntervenableModel(
-        {"layer": 0, "component": "head_key_output", "unit": "h.pos",
-         "intervention_type": pv.CollectIntervention}, fused,
-    )  # fmt: skip
-    (_, collected), _ = pvm({"inputs_embeds": x})
-    torch.testing.assert_close(collected[0], expect, rtol=0, atol=0)
-    got = output_to_subcomponent(raw, "head_key_output", FusedNet, fused.config)
-    torch.testing.assert_close(got, expect, rtol=0, atol=0)
-
-
-def test_bad_entries_raise_clear_errors(fused):
-    with pytest.raises(pv.ConfigError, match="keyed by the model class"):
-        pv.type_to_module_mapping[fused] = {}
-    pv.type_to_module_mapping[FusedNet]["mlp_output"] = ("layers[%s]", "register_hook")
-    with pytest.raises(pv.ConfigError, match="hook type 'register_hook' is not supported"):
-        pv.IntervenableModel({"layer": 0, "component": "mlp_output"}, fused)
-    pv.type_to_module_mapping[FusedNet]["block_output"] = ("layers[%s]", CONST_OUTPUT_HOOK,
-                                                           (torch.chunk, 2))  # fmt: skip
-    with pytest.raises(pv.ConfigError, match="unsupported split 'chunk'"):
-        pv.IntervenableModel({"layer": 0, "component": "block_output"}, fused)
-
-
 # --------------------------------------------------------------------------- dimension proposals
 
 
@@ -310,116 +175,3 @@ def test_first_set_proposal_wins():
         assert get_dimension_by_component(Dummy, cfg, "block_output") is None
     finally:
         del pv.type_to_dimension_mapping[Dummy]
-
-
-# --------------------------------------------------------------------------- covered classes
-
-
-def test_generated_entries_of_covered_classes():
-    gpt2_entry = pv.type_to_module_mapping[GPT2LMHeadModel]
-    assert gpt2_entry["block_output"] == ("transformer.h[%s]", CONST_OUTPUT_HOOK)
-    assert gpt2_entry["attention_value_output"] == ("transformer.h[%s].attn.c_proj",
-                                                    CONST_INPUT_HOOK)  # fmt: skip
-    llama_entry = pv.type_to_module_mapping[LlamaForCausalLM]
-    assert llama_entry["mlp_activation"][:2] == ("model.layers[%s].mlp.act_fn", CONST_OUTPUT_HOOK)
-    gpt2 = make_gpt2()
-    c = gpt2.config
-    assert get_dimension_by_component(GPT2LMHeadModel, c, "mlp_activation") == 4 * c.n_embd
-    assert get_dimension_by_component(GPT2LMHeadModel, c, "head_query_output") == c.n_embd // 4
-    assert nn.Linear not in pv.type_to_module_mapping
-
-
-def test_generated_llama_kv_heads_use_key_value_heads():
-    llama = make_llama()
-    c = llama.config
-    raw = read(llama, llama.model.layers[0].self_attn.k_proj, "output", ids(1, 5, 0))
-    got = output_to_subcomponent(raw, "head_key_output", LlamaForCausalLM, c)
-    expect = raw.view(1, 5, c.num_key_value_heads, c.head_dim).permute(0, 2, 1, 3)
-    torch.testing.assert_close(got, expect, rtol=0, atol=0)
-
-
-def test_overwriting_a_generated_entry_redirects_the_component():
-    model = make_gpt2()
-    table = pv.type_to_module_mapping[GPT2LMHeadModel]
-    try:
-        table["block_output"] = ("transformer.h[%s].mlp", CONST_OUTPUT_HOOK)
-        inputs = ids(1, 5, 1)
-        expect = read(model, model.transformer.h[1].mlp, "output", inputs)
-        pvm = pv.IntervenableModel(
-            {"layer": 1, "component": "block_output", "intervention_type": pv.CollectIntervention},
-            model,
-        )
-        (_, collected), _ = pvm(inputs)
-        torch.testing.assert_close(collected[0], expect, rtol=0, atol=0)
-    finally:
-        del pv.type_to_module_mapping[GPT2LMHeadModel]
-    pvm = pv.IntervenableModel({"layer": 1, "component": "block_output"}, model)
-    assert pvm._slots[0].site.module is model.transformer.h[1]
-
-
-def test_dimension_only_override_changes_the_width():
-    model = make_gpt2()
-    try:
-        pv.type_to_dimension_mapping[GPT2LMHeadModel]["mlp_output"] = ("n_embd/2",)
-        pvm = pv.IntervenableModel({"layer": 0, "component": "mlp_output"}, model)
-        assert pvm.interventions[pvm.sorted_keys[0]].embed_dim == model.config.n_embd // 2
-        assert pvm._slots[0].site.module is model.transformer.h[0].mlp
-    finally:
-        del pv.type_to_dimension_mapping[GPT2LMHeadModel]
-    pvm = pv.IntervenableModel({"layer": 0, "component": "mlp_output"}, model)
-    assert pvm.interventions[pvm.sorted_keys[0]].embed_dim == model.config.n_embd
-
-
-def test_generated_entries_copied_to_a_new_model_type():
-    """A GPT-2 variant whose config type has no table works by copying the GPT-2 entries."""
-
-    class MyConfig(type(make_gpt2().config)):
-        model_type = "my_gpt2_variant"
-
-    class MyGPT2(GPT2LMHeadModel):
-        config_class = MyConfig
-
-    torch.manual_seed(0)
-    cfg = MyConfig(n_embd=24, n_head=4, n_layer=2, vocab_size=50, n_positions=32)
-    model = MyGPT2(cfg).eval()
-    assert model.config.model_type not in pv.FAMILIES
-    pv.type_to_module_mapping[MyGPT2] = dict(pv.type_to_module_mapping[GPT2LMHeadModel])
-    pv.type_to_dimension_mapping[MyGPT2] = dict(pv.type_to_dimension_mapping[GPT2LMHeadModel])
-    try:
-        inputs = ids(2, 5, 2)
-        raw = read(model, model.transformer.h[1].attn.c_attn, "output", inputs)
-        expect = raw[..., 24:48].reshape(2, 5, 4, 6).permute(0, 2, 1, 3)
-        pvm = pv.IntervenableModel(
-            {"layer": 1, "component": "head_key_output", "unit": "h.pos",
-             "intervention_type": pv.CollectIntervention}, model,
-        )  # fmt: skip
-        (_, collected), _ = pvm(inputs)
-        torch.testing.assert_close(collected[0], expect, rtol=0, atol=0)
-        assert pvm.interventions[pvm.sorted_keys[0]].embed_dim == 6
-    finally:
-        del pv.type_to_module_mapping[MyGPT2]
-        del pv.type_to_dimension_mapping[MyGPT2]
-
-
-def test_dimension_only_override_keeps_the_table_site():
-    """Only the width changes: GPT-NeoX's interleaved per-head Q slice is kept exactly."""
-    from transformers import GPTNeoXForCausalLM
-
-    _, _, model = pv.create_gpt_neox()
-    c = model.config
-    inputs = ids(2, 5, 3)
-    raw = read(model, model.gpt_neox.layers[1].attention.query_key_value, "output", inputs)
-    head_dim = c.hidden_size // c.num_attention_heads
-    expect = raw.unflatten(-1, (c.num_attention_heads, 3, head_dim))[..., 0, :].flatten(-2)
-    got = output_to_subcomponent(raw, "query_output", GPTNeoXForCausalLM, c)
-    torch.testing.assert_close(got, expect, rtol=0, atol=0)
-    try:
-        pv.type_to_dimension_mapping[GPTNeoXForCausalLM]["query_output"] = ("hidden_size",)
-        pvm = pv.IntervenableModel(
-            {"layer": 1, "component": "query_output", "intervention_type": pv.CollectIntervention},
-            model,
-        )
-        (_, collected), _ = pvm(inputs)
-        torch.testing.assert_close(collected[0].reshape(2, 5, -1), expect, rtol=0, atol=0)
-    finally:
-        del pv.type_to_dimension_mapping[GPTNeoXForCausalLM]

@@ -24,6 +24,9 @@ EXTRA = {
     "JumpReLUAutoencoderIntervention": {"low_rank_dimension": 6},
     "AutoencoderIntervention": {"latent_dim": 6},
 }
+# swapping every rotated dim gives (s R) R^T = s for any rotation R, so a load that lost the
+# rotation would still reproduce the output: a partial interchange_dim makes R matter
+INTERCHANGE_DIM = {"RotatedSpaceIntervention": 5}
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +46,8 @@ def build(model, name, trained):
     else:
         rep = {"layer": 1, "component": "block_output", "intervention_type": cls, **EXTRA.get(name, {})}  # fmt: skip
     pvm = pv.IntervenableModel(rep, model)
+    if name in INTERCHANGE_DIM:
+        pvm.interventions[0].set_interchange_dim(INTERCHANGE_DIM[name])
     if trained:
         g = torch.Generator().manual_seed(3)
         with torch.no_grad():
@@ -77,7 +82,28 @@ def test_round_trip_every_registered_type(gpt2, tmp_path, name, trained):
     assert_no_pickle(tmp_path / "saved")
     loaded = pv.IntervenableModel.load(tmp_path / "saved", model=gpt2)
     assert type(loaded.interventions[0]) is type(pvm.interventions[0])
+    saved, got = pvm.interventions[0].state_dict(), loaded.interventions[0].state_dict()
+    assert saved.keys() == got.keys() and all(torch.equal(saved[k], got[k]) for k in saved)
     assert torch.equal(run(loaded, base, sources), before)
+
+
+def test_rotation_round_trip_restores_the_saved_rotation(gpt2, tmp_path):
+    """The loaded RotatedSpace has the saved rotation and interchange_dim, and the rotation
+    decides the output: a fresh (differently initialized) one gives another."""
+    name = "RotatedSpaceIntervention"
+    pvm, base, sources = build(gpt2, name, trained=True)
+    pvm.save(tmp_path / "saved")
+    loaded = pv.IntervenableModel.load(tmp_path / "saved", model=gpt2)
+    saved_r, loaded_r = (m.interventions[0].rotate_layer.weight for m in (pvm, loaded))
+    assert torch.equal(loaded_r, saved_r)
+    assert loaded.interventions[0].interchange_dim == INTERCHANGE_DIM[name]
+    torch.manual_seed(123)
+    fresh, _, _ = build(gpt2, name, trained=False)
+    assert not torch.allclose(fresh.interventions[0].rotate_layer.weight, saved_r)
+    with torch.no_grad():
+        out = run(loaded, base, sources)
+        assert torch.equal(out, run(pvm, base, sources))
+        assert not torch.allclose(out, run(fresh, base, sources), atol=1e-4)
 
 
 def test_constant_sources_kwargs_links_and_subspace_dims(gpt2, tmp_path):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 import transformers as T
-from test_families import build
+from family_models import build
 
 from pyvene.analysis.cells import Cell, run_cells
 from pyvene.analysis.packed import Job, run_jobs

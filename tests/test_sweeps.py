@@ -143,12 +143,12 @@ def test_shared_prefix_trims_rows():
     model = make_llama(n_layer=3)
     base, source = shared_prefix_pair(cut=3)
     keys = {("block_input", 1)}
-    src, _, _ = cells_mod._collect(model, source, keys, None)
-    bas, _, _ = cells_mod._collect(model, base, keys, None)
-    sites = {k: cells_mod._Site(model, *k, src[k].shape[-1]) for k in keys}
+    src, _, _ = cells_mod.collect_runs(model, source, keys, None)
+    bas, _, _ = cells_mod.collect_runs(model, base, keys, None)
+    sites = {k: cells_mod.SweepSite(model, *k, src[k].shape[-1]) for k in keys}
     todo = [Cell("block_input", (1,), (p,)) for p in range(7)]
     todo.append(Cell("block_input", (1,), tuple(range(7))))  # all positions: starts at 3 / 1
-    rows, known = planning._plan_rows(todo, 2, sites, src, bas, 3)
+    rows, known = planning.plan_rows(todo, 2, sites, src, bas, 3)
     assert sorted(known) == [(0, 0), (0, 1), (1, 0), (2, 0)]
     assert {(r.cell, r.b): r.q for r in rows}[(7, 0)] == 3
     assert {(r.cell, r.b): r.q for r in rows}[(7, 1)] == 1
@@ -173,14 +173,14 @@ def test_position_buckets_agree(tiny, overhead):
 
 
 def test_bucket_plan_merges_for_overhead():
-    rows = [planning._Row(i, 0, i % 3, q) for i, q in enumerate([0, 2, 2, 5, 5, 5])]
+    rows = [planning.Row(i, 0, i % 3, q) for i, q in enumerate([0, 2, 2, 5, 5, 5])]
 
     def plan(overhead):
-        return [q for q, _ in planning._buckets(rows, 8, 3, lambda n: 100, overhead)]
+        return [q for q, _ in planning.bucket_rows(rows, 8, 3, lambda n: 100, overhead)]
 
     assert plan(0) == [0, 2, 5]
     assert plan(float("inf")) == [0]
-    chosen = planning._buckets(rows, 8, 3, lambda n: 100, 10)
+    chosen = planning.bucket_rows(rows, 8, 3, lambda n: 100, 10)
     assert sorted(r.cell for _, members in chosen for r in members) == list(range(6))
 
 

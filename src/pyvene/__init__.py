@@ -34,7 +34,6 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "LayerOutOfRangeError", "LocationError", "PyveneError", "SerializationError", "UnknownComponentError",),
     "families": ("FAMILIES", "components_of", "register_family",),
     "families.introspect": ("format_components", "list_components",),
-    "families.legacy_mapping": ("type_to_dimension_mapping", "type_to_module_mapping",),
     "intervenable": ("IntervenableModel",),
     "interventions": ("AdditionIntervention", "AutoencoderIntervention", "AutoencoderLayer",
         "BasisAgnosticIntervention", "BoundlessRotatedSpaceIntervention", "CollectIntervention",
@@ -45,7 +44,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "RotatedSpaceIntervention", "SharedWeightsTrainableIntervention",
         "SigmoidMaskIntervention", "SigmoidMaskRotatedSpaceIntervention", "SkipIntervention",
         "SourcelessIntervention", "SubtractionIntervention", "TrainableIntervention",
-        "VanillaIntervention", "ZeroIntervention", "_do_intervention_by_swap",
+        "VanillaIntervention", "ZeroIntervention",
         "embedding_noise_level", "get_intervention_class", "register", "registered_interventions",),
     "locations": ("GET_LOC",),
     "models": ("GRUConfig", "GRUForClassification", "GRULMHeadModel", "GRUModel", "MLPConfig",
@@ -55,6 +54,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "embed_to_distrib", "format_token", "get_batch_size", "get_list_depth",
         "get_type_from_string", "harmonic_sigmoid_boundary", "random_permutation_matrix",
         "set_seed", "sigmoid_boundary", "top_vals",),
+    "models.legacy_registry": ("type_to_dimension_mapping", "type_to_module_mapping",),
     "models.hf_factories": ("create_backpack_gpt2", "create_blip", "create_blip_itm",
         "create_gpt_neo", "create_gpt_neox", "create_gpt_oss", "create_llava", "create_olmo",),
     "models.intervenable_base": ("IntervenableNdifModel", "build_intervenable_model",),
@@ -88,8 +88,6 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs (a test keeps bo
     from .families import register_family as register_family
     from .families.introspect import format_components as format_components
     from .families.introspect import list_components as list_components
-    from .families.legacy_mapping import type_to_dimension_mapping as type_to_dimension_mapping
-    from .families.legacy_mapping import type_to_module_mapping as type_to_module_mapping
     from .intervenable import IntervenableModel as IntervenableModel
     from .interventions import AdditionIntervention as AdditionIntervention
     from .interventions import AutoencoderIntervention as AutoencoderIntervention
@@ -128,7 +126,6 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs (a test keeps bo
     from .interventions import TrainableIntervention as TrainableIntervention
     from .interventions import VanillaIntervention as VanillaIntervention
     from .interventions import ZeroIntervention as ZeroIntervention
-    from .interventions import _do_intervention_by_swap as _do_intervention_by_swap
     from .interventions import embedding_noise_level as embedding_noise_level
     from .interventions import get_intervention_class as get_intervention_class
     from .interventions import register as register
@@ -168,6 +165,8 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs (a test keeps bo
     from .models.hf_factories import create_olmo as create_olmo
     from .models.intervenable_base import IntervenableNdifModel as IntervenableNdifModel
     from .models.intervenable_base import build_intervenable_model as build_intervenable_model
+    from .models.legacy_registry import type_to_dimension_mapping as type_to_dimension_mapping
+    from .models.legacy_registry import type_to_module_mapping as type_to_module_mapping
     from .outputs import IntervenableModelOutput as IntervenableModelOutput
     from .outputs import InterventionOutput as InterventionOutput
     from .zoo import create_gpt2 as create_gpt2
@@ -179,10 +178,17 @@ _ORIGIN = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted([*_ORIGIN, "models"])
 
 
+# the original API's private names that clients import: name -> (submodule, public name)
+_ORIGINAL_ALIASES = {"_do_intervention_by_swap": ("interventions.swapping", "do_intervention_by_swap")}
+
+
 def __getattr__(name: str) -> Any:
     """Import a public name (or a submodule such as ``pv.analysis``) on first access."""
     if name in _ORIGIN:
         value = getattr(importlib.import_module(f".{_ORIGIN[name]}", __name__), name)
+    elif name in _ORIGINAL_ALIASES:
+        module, public = _ORIGINAL_ALIASES[name]
+        value = getattr(importlib.import_module(f".{module}", __name__), public)
     elif not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}"):
         value = importlib.import_module(f".{name}", __name__)
     else:

@@ -19,6 +19,8 @@ from torch import nn
 from .config import RepresentationConfig
 from .errors import ConfigError, PyveneError, choices_message
 from .families import components_of, family_of, is_module_path
+from .intervenable import IntervenableModel
+from .interventions.basic import CollectIntervention
 
 Key = tuple[str, "int | None"]
 
@@ -123,9 +125,6 @@ def collect(
         cache = pv.collect(model, tokenizer("Hello world", return_tensors="pt"),
                            components=["block_output", "mlp_output"], layers=[0, 5])
     """
-    from .intervenable import IntervenableModel
-    from .interventions.basic import CollectIntervention
-
     keys = _sites(model, components, layers)
     reps = [
         RepresentationConfig(
@@ -157,3 +156,6 @@ def collect(
             "needs an IntervenableModel with CollectIntervention and unit 't'"
         )
     return ActivationCache(dict(zip(keys, collected)), output)
+
+
+__all__ = ["ActivationCache", "Key", "collect"]

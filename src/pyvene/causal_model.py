@@ -104,9 +104,9 @@ class CausalModel:
         tables = {"values": self.values, "parents": self.parents, "functions": self.functions}
         extra = {"equiv_classes": self.equiv_classes, "timesteps": self._given_timesteps or {}}
         for what, table in {**tables, **extra}.items():
-            for key in table:
-                if key not in self._index:
-                    raise unknown_variable(key, names, f"{what}: ")
+            unknown = sorted(set(table) - self._index, key=list(table).index)
+            if unknown:
+                raise unknown_variable(unknown[0], names, f"{what}: ")
         for var in names:
             missing = [what for what, table in tables.items() if var not in table]
             if missing:

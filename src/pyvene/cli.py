@@ -39,7 +39,8 @@ class CLIError(PyveneError, ValueError):
     """A user error: printed as one line, exit status 2 (as every PyveneError is)."""
 
 
-def _load(model_dir: str | None) -> tuple[Any, Any]:
+def load_model(model_dir: str | None) -> tuple[Any, Any]:
+    """(model, tokenizer) from a local folder, or the bundled SmolLM2 when none is given."""
     if model_dir is None:
         from .zoo import MissingModelPackageError, load_smollm2
 
@@ -78,7 +79,8 @@ def _check_out(path: str | None) -> None:
         raise CLIError(f"--out {path!r}: folder {folder!r} does not exist")
 
 
-def _layers(spec: str | None, n_layers: int) -> list[int] | None:
+def parse_layers(spec: str | None, n_layers: int) -> list[int] | None:
+    """``--layers`` ("0,3,5" or "0-11") as a list of layer indices (None: every layer)."""
     if not spec:
         return None
     out: list[int] = []
@@ -126,13 +128,13 @@ def _trace(args: argparse.Namespace) -> int:
 
     if args.samples < 1:
         raise CLIError("--samples must be at least 1")
-    model, tokenizer = _load(args.model)
+    model, tokenizer = load_model(args.model)
     kinds = tuple(k.strip() for k in args.kinds.split(","))
     try:
         result = causal_trace(
             model, tokenizer, args.prompt, args.target, args.subject, samples=args.samples,
             noise=args.noise, seed=args.seed, window=args.window, kinds=kinds,
-            layers=_layers(args.layers, num_layers(model)), progress=not args.no_progress,
+            layers=parse_layers(args.layers, num_layers(model)), progress=not args.no_progress,
         )  # fmt: skip
     except TraceInputError as exc:
         raise CLIError(str(exc)) from None
@@ -177,7 +179,7 @@ def _patch(args: argparse.Namespace) -> int:
     if unknown:
         raise CLIError(f"unknown component(s) {unknown}; choose from {components_of(model)}")
     result = patching_sweep(
-        model, corrupt, clean, metric, comps, _layers(args.layers, num_layers(model)),
+        model, corrupt, clean, metric, comps, parse_layers(args.layers, num_layers(model)),
         progress=not args.no_progress,
     )  # fmt: skip
     tokens = tokenizer.convert_ids_to_tokens(corrupt[0].tolist())
@@ -312,7 +314,7 @@ def load_pair(args: argparse.Namespace) -> tuple:
     """
     from .analysis.tracing import TraceInputError, target_token_id
 
-    model, tokenizer = _load(args.model)
+    model, tokenizer = load_model(args.model)
     try:
         good = target_token_id(tokenizer, args.target)
         bad = target_token_id(tokenizer, args.foil) if args.foil else None

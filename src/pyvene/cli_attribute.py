@@ -38,11 +38,13 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``pyvene attribute``: attribution-patch every cell of the chosen components, verify
+    the top cells exactly, print the table and write the heatmaps; returns the exit code."""
     from .analysis.attribution import attribution_patching
     from .analysis.attribution_plots import plot_attribution
     from .analysis.metrics import logit_difference, token_probability
     from .analysis.patching import num_layers
-    from .cli import CLIError, _layers, load_pair
+    from .cli import CLIError, load_pair, parse_layers
     from .families import components_of
 
     if args.top < 1:
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     metric = logit_difference(good, bad) if bad is not None else token_probability(good)
     name = "logit diff" if bad is not None else "p"
     result = attribution_patching(
-        model, corrupt, clean, metric, comps, _layers(args.layers, num_layers(model)),
+        model, corrupt, clean, metric, comps, parse_layers(args.layers, num_layers(model)),
         per_position=True if args.per_position else None, method=args.method,
         verify=args.top, top_k=args.top, progress=not args.no_progress,
     )  # fmt: skip

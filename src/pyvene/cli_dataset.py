@@ -13,12 +13,12 @@ from typing import Any
 
 def _setup(args: argparse.Namespace) -> tuple[Any, Any]:
     from .analysis import distributed as dist
-    from .cli import CLIError, _load
+    from .cli import CLIError, load_model
 
     if not os.path.isfile(args.dataset):
         raise CLIError(f"--dataset {args.dataset!r} is not a file (one JSON record per line)")
     multi = dist.init_from_env()
-    model, tokenizer = _load(args.model)
+    model, tokenizer = load_model(args.model)
     if multi:
         model.to(dist.local_device())
     return model, tokenizer
@@ -30,7 +30,7 @@ def trace_command(args: argparse.Namespace) -> int:
     from .analysis.patching import num_layers
     from .analysis.store import RunFolderError
     from .analysis.tracing import TraceInputError
-    from .cli import CLIError, _layers, format_table
+    from .cli import CLIError, format_table, parse_layers
 
     model, tokenizer = _setup(args)
     out_dir = args.out_dir or "trace-run"
@@ -39,7 +39,7 @@ def trace_command(args: argparse.Namespace) -> int:
         result = trace_dataset(
             model, tokenizer, args.dataset, samples=args.samples, noise=args.noise,
             seed=args.seed, window=args.window, kinds=kinds,
-            layers=_layers(args.layers, num_layers(model)), out_dir=out_dir,
+            layers=parse_layers(args.layers, num_layers(model)), out_dir=out_dir,
             filter_correct=not args.no_filter, records_per_batch=args.batch_records,
             progress=not args.no_progress,
         )  # fmt: skip
@@ -71,7 +71,7 @@ def patch_command(args: argparse.Namespace) -> int:
     from .analysis.plots import plot_sweep
     from .analysis.store import RunFolderError
     from .analysis.tracing import TraceInputError
-    from .cli import CLIError, _layers, format_table
+    from .cli import CLIError, format_table, parse_layers
     from .errors import PyveneError
     from .families import components_of
 
@@ -84,7 +84,7 @@ def patch_command(args: argparse.Namespace) -> int:
     try:
         result = patch_dataset(
             model, args.dataset, tokenizer, components=comps,
-            layers=_layers(args.layers, num_layers(model)), out_dir=out_dir,
+            layers=parse_layers(args.layers, num_layers(model)), out_dir=out_dir,
             records_per_batch=args.batch_records, progress=not args.no_progress,
         )  # fmt: skip
     except (PyveneError, TraceInputError, RunFolderError) as exc:

@@ -4,15 +4,21 @@ and classes are replaced by placeholders in the JSON view and restored by the sa
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections import namedtuple
+from collections.abc import Iterable
+from functools import cache
 from typing import Any
 
 from transformers.configuration_utils import PretrainedConfig
 
-from .errors import ConfigError
+from .errors import ConfigError, choices_message, closest
+from .interventions.base import get_intervention_class
+from .interventions.basic import VanillaIntervention
 
-_FIELDS = (
+# the 14 RepresentationConfig fields, in the original's order
+FIELDS = (
     "layer",
     "component",
     "unit",
@@ -32,7 +38,7 @@ _DEFAULTS = (0, "block_output", "pos", 1) + (None,) * 10
 VALID_UNITS = ("pos", "h", "h.pos", "t")
 VALID_MODES = ("parallel", "serial")
 
-_Base = namedtuple("RepresentationConfig", _FIELDS, defaults=_DEFAULTS)
+_Base = namedtuple("RepresentationConfig", FIELDS, defaults=_DEFAULTS)
 
 
 class RepresentationConfig(_Base):
@@ -51,6 +57,13 @@ class RepresentationConfig(_Base):
         if not isinstance(self.max_number_of_units, int) or self.max_number_of_units < 1:
             raise ConfigError(
                 f"max_number_of_units must be a positive int, got {self.max_number_of_units!r}"
+            )
+        if self.moe_key is not None:
+            raise ConfigError(
+                f"moe_key={self.moe_key!r}: the original formats it into module paths with two "
+                "'%s' placeholders, and no component of this pyvene has one (transformers 5 fuses "
+                "MoE experts into one module), so it would be silently ignored. Remove moe_key; "
+                "see docs/families.md (mixtral) for whole-expert-tensor paths."
             )
         if self.intervention_type is not None and self.intervention is not None:
             raise ConfigError(
@@ -78,11 +91,9 @@ def to_representation(item: Any) -> RepresentationConfig:
     if isinstance(item, RepresentationConfig):
         return item
     if isinstance(item, dict):
-        unknown = sorted(set(item) - set(_FIELDS))
+        unknown = sorted(set(item) - set(FIELDS))
         if unknown:
-            from .errors import choices_message
-
-            raise ConfigError(choices_message("representation field", unknown[0], _FIELDS))
+            raise ConfigError(choices_message("representation field", unknown[0], FIELDS))
         return RepresentationConfig(**item)
     if isinstance(item, (list, tuple)):
         return RepresentationConfig(*item)
@@ -90,6 +101,37 @@ def to_representation(item: Any) -> RepresentationConfig:
         f"{type(item).__name__} format in our representation list is not supported; "
         "use a RepresentationConfig, a dict of its fields or a list of its values"
     )
+
+
+def unknown_keyword(owner: str, bad: str, valid: Iterable[str]) -> ConfigError:
+    """ "<owner>: unknown keyword 'x'; did you mean 'y'? valid keywords: ..." as an error."""
+    valid = list(valid)
+    near = closest(bad, valid, n=1)
+    hint = f"did you mean {near[0]!r}? " if near else ""
+    return ConfigError(
+        f"{owner}: unknown keyword {bad!r}; {hint}valid keywords: {', '.join(valid)}"
+    )
+
+
+@cache
+def pretrained_keywords() -> tuple[str, ...]:
+    """The keyword arguments ``PretrainedConfig.__init__`` names (``transformers_version``,
+    ``return_dict``, ...), which the original passed on from IntervenableConfig."""
+    params = inspect.signature(PretrainedConfig.__init__).parameters
+    named = [n for n, p in params.items() if n != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
+    named += [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY]
+    return tuple(dict.fromkeys([*named, "name_or_path", "_name_or_path", "torch_dtype"]))
+
+
+CONFIG_KEYWORDS = (
+    "representations",
+    "intervention_types",
+    "mode",
+    "sorted_keys",
+    "model_type",
+    "intervention_dimensions",
+    "intervention_constant_sources",
+)
 
 
 class IntervenableConfig(PretrainedConfig):
@@ -102,6 +144,10 @@ class IntervenableConfig(PretrainedConfig):
     ``PreTrainedModel`` helpers that read ``model.config`` (``get_text_config``,
     ``return_dict``, special token ids, ``save_pretrained``) work on an IntervenableModel;
     its JSON form (``to_dict``) stays ours.
+
+    ``kwargs``: ``PretrainedConfig`` keywords (``transformers_version``, ``return_dict``,
+    ...), passed on to it as the original does; any other keyword is refused with a
+    ConfigError naming the closest valid one.
     """
 
     def __init__(
@@ -115,7 +161,11 @@ class IntervenableConfig(PretrainedConfig):
         intervention_constant_sources: list | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__()
+        for name in kwargs:
+            if name not in pretrained_keywords():
+                valid = CONFIG_KEYWORDS + pretrained_keywords()
+                raise unknown_keyword("IntervenableConfig", name, valid)
+        super().__init__(**kwargs)
         if representations is None:
             representations = [RepresentationConfig()]
         if not isinstance(representations, list):
@@ -137,7 +187,6 @@ class IntervenableConfig(PretrainedConfig):
         self.model_type = model_type
         self.intervention_dimensions = intervention_dimensions
         self.intervention_constant_sources = intervention_constant_sources
-        self.extra = kwargs
 
     def add_intervention(self, representations: Any) -> None:
         """Append representations; each must name its intervention_type."""
@@ -165,8 +214,6 @@ class IntervenableConfig(PretrainedConfig):
                 )
             return types[index]
         if types is None:
-            from .interventions.basic import VanillaIntervention
-
             return VanillaIntervention
         return types
 
@@ -193,11 +240,9 @@ class IntervenableConfig(PretrainedConfig):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IntervenableConfig:
         """Rebuild from :meth:`to_dict` output; intervention names resolve via the registry."""
-        from .interventions.base import get_intervention_class
-
         reps = []
         for r in data.get("representations", []):
-            r = dict(r) if isinstance(r, dict) else dict(zip(_FIELDS, r))
+            r = dict(r) if isinstance(r, dict) else dict(zip(FIELDS, r))
             for f in ("intervention", "source_representation"):
                 if r.get(f) == "PLACEHOLDER":
                     r[f] = None
@@ -231,3 +276,16 @@ def _type_name(t: Any) -> str:
     if isinstance(t, type) and name:
         return name
     return t.__name__ if isinstance(t, type) else type(t).__name__
+
+
+__all__ = [
+    "CONFIG_KEYWORDS",
+    "FIELDS",
+    "VALID_MODES",
+    "VALID_UNITS",
+    "IntervenableConfig",
+    "RepresentationConfig",
+    "pretrained_keywords",
+    "to_representation",
+    "unknown_keyword",
+]

@@ -23,6 +23,7 @@ given in DDP, so give them the IntervenableModel.
 from __future__ import annotations
 
 import gc
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -55,12 +56,15 @@ def _distributed_training(pvm: IntervenableModel) -> bool:
     return any(p.requires_grad for p in pvm.get_trainable_parameters())
 
 
+_CHECKED: weakref.WeakSet[nn.Module] = weakref.WeakSet()  # models already checked
+
+
 def check_not_wrapped_alone(pvm: IntervenableModel) -> None:
     """Once per IntervenableModel, on its first call that trains under torch.distributed:
     refuse an intervention wrapped alone in DDP (its gradients would never be synchronized)."""
-    if getattr(pvm, "_ddp_checked", False) or not _distributed_training(pvm):
+    if pvm in _CHECKED or not _distributed_training(pvm):
         return
-    pvm._ddp_checked = True
+    _CHECKED.add(pvm)
     from torch.nn.parallel import DistributedDataParallel
 
     ours = {id(i): key for key, i in pvm.interventions.items()}
@@ -73,3 +77,6 @@ def check_not_wrapped_alone(pvm: IntervenableModel) -> None:
                 "be synchronized across ranks; wrap the IntervenableModel instead: "
                 "ddp = pv.distributed_model(pvm) (or DDP(pvm)) and call ddp(base, sources, ...)"
             )
+
+
+__all__ = ["check_not_wrapped_alone", "distributed_model"]

@@ -1,5 +1,8 @@
 """One intervened forward: source collect pass(es), then the base patch pass.
 
+Slot: one intervention placed at a :class:`~pyvene.families.HookSite` (its key, unit, group
+and config order); Layout: the row layout of a one-pass batch; CallState: one call's data.
+
 Parallel mode runs, when it can, source and base as ONE batch (source rows, then base rows)
 and copies across rows at each site: on a CPU a small-batch forward is memory-bound, so one
 pass of 2B rows costs far less than two passes of B. Otherwise each source runs first under
@@ -11,6 +14,7 @@ runs once per timestep) counts hook calls instead of indexing positions: pyvene/
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +27,7 @@ from .gather import Units, gather, scatter
 from .hooks import HookSession, Side, StopForward
 from .interventions.base import broadcast_source, unwrap_output
 from .interventions.contract import contract
-from .recurrent import StepReader, check_step_unit, make_step_setter
+from .recurrent import StepAccess, StepReader, check_step_unit
 
 
 @dataclass
@@ -131,54 +135,88 @@ def _unflatten(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return t.reshape(b, p, h, d).permute(0, 2, 1, 3)
 
 
+class PositionAccess:
+    """How a setter reads and writes units that index the hooked tensor (positions, heads,
+    heads x positions): :func:`~pyvene.gather.gather` / :func:`~pyvene.gather.scatter`. The
+    recurrent unit "t" has its own access (:class:`~pyvene.recurrent.StepAccess`)."""
+
+    def __init__(self, slot: Slot, state: CallState, layout: Layout | None) -> None:
+        self.key, self.site, self.state, self.layout = slot.key, slot.site, state, layout
+        self.type_name = type(slot.intervention).__name__
+        site = slot.site
+        self.input_site = HookSite(
+            site.module, site.module_path, "input", site.component, None, None
+        )
+
+    def begin(self, x: torch.Tensor, units: Units | None) -> bool:
+        return True  # every call of the module is the one forward
+
+    def read(self, rows: torch.Tensor, units: Units | None) -> torch.Tensor:
+        return gather(rows, self.site, units)
+
+    def read_input(self, rows: torch.Tensor, units: Units | None) -> torch.Tensor:
+        return gather(rows, self.input_site, units if self.site.heads is None else None)
+
+    def source(self, x: torch.Tensor) -> torch.Tensor:
+        state, key = self.state, self.key
+        if key in state.sources:
+            return state.sources[key]
+        if self.layout is None:
+            raise PyveneError(f"{key}: no source activation for this call")
+        source = gather(self.layout.source_rows(x), self.site, state.source_units.get(key))
+        return source.detach() if state.detach_sources else source
+
+    def keep(self, out: torch.Tensor) -> None:
+        self.state.collected.setdefault(self.key, []).append(out)
+
+    def write(self, rows: torch.Tensor, units: Units | None, out: torch.Tensor) -> torch.Tensor:
+        try:
+            return scatter(rows, self.site, units, out)
+        except DimensionMismatchError as err:
+            raise DimensionMismatchError(
+                f"{self.key}: {self.type_name} returned shape {tuple(out.shape)}; {err}"
+            ) from err
+
+
 def make_setter(
     slot: Slot, state: CallState, layout: Layout | None = None, session: HookSession | None = None
-):
-    """The hook function that patches ``slot`` on the base rows. Unit "t" needs the
-    ``session`` (its range check and Collect result run once the forward is over)."""
+) -> Callable[..., torch.Tensor | None]:
+    """The hook function that patches ``slot`` on the base rows: read the units, get the
+    source, call the intervention, write the result back (or keep it, for Collect). Unit "t"
+    needs the ``session`` (its range check and Collect result run once the forward is over)."""
     if slot.unit == "t":
         if session is None:
             raise PyveneError(
                 f"{slot.key}: recurrent unit 't' interventions run in forward() only (not "
                 "generate()); call the model with the whole sequence"
             )
-        return make_step_setter(slot, state, session, layout)
-    key, site, intervention = slot.key, slot.site, slot.intervention
+        access: PositionAccess | StepAccess = StepAccess(slot, state, session, layout)
+    else:
+        access = PositionAccess(slot, state, layout)
+    key, intervention = slot.key, slot.intervention
     collect = contract(intervention).collects
+    needs_source = not (collect or slot.constant)
 
     def setter(x: torch.Tensor, module_input: torch.Tensor | None = None) -> torch.Tensor | None:
-        rows = x if layout is None else layout.base_rows(x)
         units = state.base_units.get(key)
-        base = gather(rows, site, units)
-        extra = None
+        if not access.begin(x, units):
+            return None
+        rows = x if layout is None else layout.base_rows(x)
+        base = access.read(rows, units)
+        module_args = None
         if module_input is not None:  # adaptor-style: the module input at the same units
             in_rows = module_input if layout is None else layout.base_rows(module_input)
-            in_site = HookSite(site.module, site.module_path, "input", site.component, None, None)
-            extra = {"args": gather(in_rows, in_site, units if site.heads is None else None)}
-        if collect or slot.constant:
-            source = None
-        elif key in state.sources:
-            source = state.sources[key]
-        elif layout is not None:
-            source = gather(layout.source_rows(x), site, state.source_units.get(key))
-            if state.detach_sources:
-                source = source.detach()
-        else:
-            raise PyveneError(f"{key}: no source activation for this call")
+            module_args = {"args": access.read_input(in_rows, units)}
+        source = access.source(x) if needs_source else None
         out = apply_intervention(
-            intervention, base, source, state.subspaces.get(key), units is None, state, extra
+            intervention, base, source, state.subspaces.get(key), units is None, state, module_args
         )
         if collect:
-            state.collected.setdefault(key, []).append(out)
+            access.keep(out)
             return None
         if out is None:
             return None
-        try:
-            new = scatter(rows, site, units, out)
-        except DimensionMismatchError as err:
-            raise DimensionMismatchError(
-                f"{key}: {type(intervention).__name__} returned shape {tuple(out.shape)}; {err}"
-            ) from err
+        new = access.write(rows, units, out)
         return new if layout is None else layout.replace_base(x, new)
 
     return setter
@@ -193,6 +231,8 @@ def wants_module_input(slot: Slot, as_adaptor: bool = False) -> bool:
 def install_setters(
     session: HookSession, slots: list[Slot], state: CallState, layout=None, as_adaptor=False
 ):
+    """Install each slot's setter hook (the patch of the base pass) on ``session``, which owns
+    and removes the handles."""
     for slot in slots:
         with_input = wants_module_input(slot, as_adaptor)
         setter = make_setter(slot, state, layout, session)
@@ -252,7 +292,7 @@ def collect_sources(
     pending = set(readers)
     if not pending:
         return {}
-    extra = {"use_cache": False} if use_cache_key else {}
+    call_kwargs = {"use_cache": False} if use_cache_key else {}
     ctx = torch.no_grad() if grad_free(model, inputs) else contextlib.nullcontext()
     try:  # StopForward leaves the session with an exception: its after-forward checks skip
         with HookSession() as session:
@@ -272,7 +312,7 @@ def collect_sources(
                     side = Side("input", getattr(side, "tokens_from", None))
                 session.on(slot.site.module, side, getter)
             with ctx:
-                model(**inputs, **extra)
+                model(**inputs, **call_kwargs)
     except StopForward:
         pass
     return {key: reader.result() for key, reader in readers.items()}

@@ -43,46 +43,61 @@ class Units:
         return self.index.shape[1]
 
 
+def part_view(
+    x: torch.Tensor, part: tuple[int, int] | Interleaved | None, where: str = ""
+) -> torch.Tensor:
+    """The fused part of the last dim, as a view (no copy): ``x[..., start:end]`` for a
+    ``(start, end)`` slice, the ``(..., G, C)`` strided view of part ``part.index`` of a
+    ``(..., G * P * C)`` tensor for an :class:`Interleaved` part, ``x`` itself for None. The
+    one home of fused-part maths (QKV / gate-up splits): sweeps take their raw columns from
+    it (:func:`part_columns`), ``pyvene.models.constants.split_part`` their slices."""
+    if part is None:
+        return x
+    if isinstance(part, Interleaved):
+        groups, parts = part.groups, part.parts
+        if x.shape[-1] % (groups * parts):
+            raise DimensionMismatchError(
+                f"{where}last dim {x.shape[-1]} does not split into {groups} groups x {parts} parts"
+            )
+        return x.unflatten(-1, (groups, parts, -1))[..., part.index, :]
+    start, end = part
+    if x.shape[-1] < end:
+        raise DimensionMismatchError(
+            f"{where}expected a last dim of at least {end}, got {x.shape[-1]}"
+        )
+    return x[..., start:end]
+
+
+def part_columns(part: tuple[int, int] | Interleaved | None, width: int) -> torch.Tensor | None:
+    """The raw last-dim columns of ``part`` of a ``width``-wide tensor, in unit order
+    (None: the whole width)."""
+    if part is None:
+        return None
+    return part_view(torch.arange(width), part).reshape(-1)
+
+
 def component_view(x: torch.Tensor, site: HookSite) -> torch.Tensor:
     """(B, S, D) or (B, S, H, Dh) view of the raw hooked tensor (no copy); (B, S, G, C) for
     an interleaved part of a non-head component (see :func:`_grouped`)."""
     if x.dim() == 2:
         x = x.unsqueeze(1)
+    where = f"{site.component} at {site.module_path}: "
     if isinstance(site.part, Interleaved):
-        return _interleaved_view(x, site, site.part)
-    if site.part is not None:
-        start, end = site.part
-        if x.shape[-1] < end:
+        if site.heads is not None and site.heads != site.part.groups:
             raise DimensionMismatchError(
-                f"{site.component} at {site.module_path}: expected a last dim of at least {end}, "
-                f"got {x.shape[-1]}"
+                f"{where}{site.heads} heads, but the fused output interleaves "
+                f"{site.part.groups} groups"
             )
-        x = x[..., start:end]
+        return part_view(x, site.part, where)
+    x = part_view(x, site.part, where)
     if site.heads is not None:
         width = x.shape[-1]
         if width % site.heads:
             raise DimensionMismatchError(
-                f"{site.component} at {site.module_path}: width {width} does not split into "
-                f"{site.heads} heads"
+                f"{where}width {width} does not split into {site.heads} heads"
             )
         x = x.unflatten(-1, (site.heads, width // site.heads))
     return x
-
-
-def _interleaved_view(x: torch.Tensor, site: HookSite, part: Interleaved) -> torch.Tensor:
-    """(B, S, G, C) strided view of part ``part.index`` of a (B, S, G * P * C) tensor."""
-    groups, parts = part.groups, part.parts
-    if x.shape[-1] % (groups * parts):
-        raise DimensionMismatchError(
-            f"{site.component} at {site.module_path}: last dim {x.shape[-1]} does not split "
-            f"into {groups} groups x {parts} parts"
-        )
-    if site.heads is not None and site.heads != groups:
-        raise DimensionMismatchError(
-            f"{site.component} at {site.module_path}: {site.heads} heads, but the fused output "
-            f"interleaves {groups} groups"
-        )
-    return x.unflatten(-1, (groups, parts, -1))[..., part.index, :]
 
 
 def _grouped(site: HookSite) -> bool:
@@ -102,7 +117,8 @@ def _checked(idx: torch.Tensor, bounds: tuple[int, int], size: int, what: str) -
     return idx
 
 
-def _rows(units: Units, batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+def _batch_index(units: Units, batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """``(rows (B,), index (B, U), pos (B, P) or None)`` on ``device``, expanded to the batch."""
     index = units.index.to(device)
     pos = None if units.pos is None else units.pos.to(device)
     for got in (index, pos):
@@ -125,7 +141,7 @@ def gather(x: torch.Tensor, site: HookSite, units: Units | None) -> torch.Tensor
         if site.is_head:
             return view.permute(0, 2, 1, 3)
         return view.flatten(-2) if _grouped(site) else view
-    rows, index, pos = _rows(units, view.shape[0], view.device)
+    rows, index, pos = _batch_index(units, view.shape[0], view.device)
     if site.is_head:
         index = _checked(index, units.bounds, view.shape[2], f"{site.component} head")
         if pos is None:  # heads only: (B, U, S, Dh)
@@ -157,7 +173,7 @@ def scatter(
             value = value.unflatten(-1, view.shape[2:]) if grouped else value
         view.copy_(value)
         return out
-    rows, index, pos = _rows(units, view.shape[0], view.device)
+    rows, index, pos = _batch_index(units, view.shape[0], view.device)
     if site.is_head:
         index = _checked(index, units.bounds, view.shape[2], f"{site.component} head")
         if pos is None:
@@ -182,3 +198,16 @@ def _check_shape(value: torch.Tensor, expected, site: HookSite) -> None:
             f"the value written into {site.component} has shape {tuple(value.shape)}, expected "
             f"{tuple(expected)} (an intervention must return the shape of the base it was given)"
         )
+
+
+def scatter_flat(
+    x: torch.Tensor, index: torch.Tensor, values: torch.Tensor, rows: bool
+) -> torch.Tensor:
+    """A contiguous copy of ``x`` with ``values`` written at flat ``index``: rows of ``x``
+    viewed as ``(N, W)`` when ``rows``, else single elements of ``x`` viewed as ``(N * W,)``.
+    The ragged form of :func:`scatter` (sweeps: every batch row its own units), one
+    ``index_copy_``."""
+    out = x.clone(memory_format=torch.contiguous_format)
+    flat = out.view(-1, out.shape[-1]) if rows else out.view(-1)
+    flat.index_copy_(0, index, values.to(out.dtype))
+    return out

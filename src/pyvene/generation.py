@@ -29,34 +29,24 @@ subspaces are repeated the same way.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
+from torch import nn
 
-from .calls import (
-    _has_use_cache,
-    _plan,
-    as_inputs,
-    batch_size,
-    normalize_given,
-    normalize_sources,
-)
-from .devices import place_call_state
-from .engine import CallState, Slot, collect_sources, make_setter, wants_module_input
+from .engine import CallState, Slot, make_setter, wants_module_input
 from .errors import ConfigError
 from .gather import Units
 from .hooks import HookSession
-from .interventions.contract import contract
-from .locations import broadcast_subspaces, normalize
-
-if TYPE_CHECKING:
-    from .intervenable import IntervenableModel
+from .pipeline import CallRecord, place_locations, place_state, prepare, read_sources, shape_result
+from .plan import InterventionPlan
 
 Selector = Callable[[int], bool]
 
 
 def generate(
-    pvm: IntervenableModel,
+    plan: InterventionPlan,
+    model: nn.Module,
     base: Any,
     sources: Any = None,
     unit_locations: dict | None = None,
@@ -67,35 +57,28 @@ def generate(
     intervention_additional_kwargs: dict | None = None,
     timestep_selector: Any = None,
     **kwargs: Any,
-) -> Any:
+) -> tuple[Any, CallRecord]:
     """Generate with interventions; ``kwargs`` go to ``model.generate`` unchanged.
 
     Returns ``(original_or_None, generated)`` or, with collect interventions,
     ``((original_or_None, collected_list), generated)``, where ``collected_list`` holds one
     tensor per firing in config order. ``generated`` is whatever ``model.generate`` returns
-    (a ``(B, S + new)`` id tensor by default).
+    (a ``(B, S + new)`` id tensor by default). Also returns the call's record.
     """
-    if pvm.mode != "parallel":
+    if plan.mode != "parallel":
         raise ConfigError("generate() supports parallel mode only; this model is in serial mode")
-    model = pvm.model
-    base = as_inputs(base)
-    batch = batch_size(base)
-    keys = pvm.sorted_keys
-    srcs = normalize_sources(sources, pvm._n_groups)
-    given = normalize_given(pvm, source_representations)
-    sub = broadcast_subspaces(subspaces, len(keys), batch)
-    state = CallState({}, {}, dict(zip(keys, sub)), extra_kwargs=dict(intervention_additional_kwargs or {}))  # fmt: skip
-    state.sources.update(given)
-    active, runs = _plan(pvm, srcs, given)
-    selectors = _selectors(timestep_selector, pvm)
+    check_generate_kwargs(kwargs)
+    call = prepare(
+        plan, base, sources, source_representations, subspaces, intervention_additional_kwargs
+    )
+    state = call.state
+    selectors = _selectors(timestep_selector, plan)
     explicit = unit_locations is not None
     if explicit:
-        units = [s.unit for s in pvm._slots]
-        for key, (src, dst) in normalize(unit_locations, keys, units, batch).items():
-            state.source_units[key], state.base_units[key] = src, dst
-    run_keys = {s.key for slots in runs.values() for s in slots}
+        place_locations(plan, call, unit_locations)
+    run_keys = {s.key for slots in call.runs.values() for s in slots}
     fire: dict[str, Selector] = {}
-    for slot in active:
+    for slot in call.active:
         if slot.key in selectors:
             fire[slot.key] = selectors[slot.key]
         elif explicit:
@@ -108,14 +91,9 @@ def generate(
             fire[slot.key] = _decoding_only
             if slot.site.heads is None:
                 state.base_units[slot.key] = _LAST
-    place_call_state(state, pvm._site_devices, active)  # once per generate call, not per step
-    for group, slots in runs.items():
-        state.sources.update(
-            collect_sources(
-                model, srcs[group], slots, state.source_units, None, _has_use_cache(pvm)
-            )
-        )
-    original = model.generate(**base, **kwargs) if output_original_output else None
+    place_state(plan, call)  # once per generate call, not per step
+    read_sources(plan, model, call)
+    original = model.generate(**call.base, **kwargs) if output_original_output else None
     step = [-1]
 
     def count() -> None:
@@ -123,17 +101,30 @@ def generate(
 
     with HookSession() as session:
         session.on_call(model, count)
-        for slot in active:
-            gated = _gated(slot, state, batch, fire[slot.key], step, set(given))
-            with_input = wants_module_input(slot, pvm.as_adaptor)
+        given = set(call.given)
+        for slot in call.active:
+            gated = _gated(slot, state, call.batch, fire[slot.key], step, given)
+            with_input = wants_module_input(slot, plan.as_adaptor)
             session.on(slot.site.module, slot.site.hook, gated, with_input)
-        out = model.generate(**base, **kwargs)
-    pvm.full_intervention_outputs = state.full_outputs
-    collects = [s.key for s in pvm._slots if contract(s.intervention).collects]
-    if collects:
-        collected = [t for k in collects for t in state.collected.get(k, [])]
-        return (original, collected), out
-    return original, out
+        out = model.generate(**call.base, **kwargs)
+    return shape_result(plan, original, out, state, False)
+
+
+_LENGTHS = ("max_new_tokens", "max_length", "min_new_tokens", "min_length", "num_beams",
+            "num_return_sequences")  # fmt: skip
+
+
+def check_generate_kwargs(kwargs: dict[str, Any]) -> None:
+    """Refuse a length or beam count that is not a positive int (HF would fail deep inside
+    ``generate`` with a TypeError comparing it)."""
+    for name in _LENGTHS:
+        value = kwargs.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(
+                f"generate({name}={value!r}): {name} must be a non-negative int, e.g. {name}=20"
+            )
 
 
 _LAST = Units(torch.tensor([[-1]]), None, (-1, -1))
@@ -151,15 +142,15 @@ def _decoding_only(step: int) -> bool:
     return step >= 1
 
 
-def _selectors(value: Any, pvm: IntervenableModel) -> dict[str, Selector]:
+def _selectors(value: Any, plan: InterventionPlan) -> dict[str, Selector]:
     """key -> step predicate from one callable, a config-order list, or a {key: fn} dict."""
-    keys = pvm.sorted_keys
+    keys = plan.keys
     if value is None:
         return {}
     if callable(value):
         pairs = [(k, value) for k in keys]
     elif isinstance(value, dict):
-        pairs = [(pvm.interventions.resolve(k), f) for k, f in value.items()]
+        pairs = [(plan.resolve(k), f) for k, f in value.items()]
     elif isinstance(value, (list, tuple)):
         if len(value) != len(keys):
             raise ConfigError(
@@ -234,3 +225,6 @@ def _repeat_state(state: CallState, batch: int, factor: int, given: set) -> Call
     new.collected = state.collected
     new.full_outputs = state.full_outputs
     return new
+
+
+__all__ = ["Selector", "check_generate_kwargs", "generate"]

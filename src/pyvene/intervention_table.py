@@ -48,6 +48,11 @@ class InterventionDict(nn.ModuleDict):
             return False
         return True
 
+    def seal(self, on_replace: SlotUpdater) -> None:
+        """From now on ``table[key] = m`` only replaces existing keys, and calls
+        ``on_replace(key, m)`` (kept outside ``_modules``: it is not a submodule)."""
+        self.__dict__["_on_replace"] = on_replace
+
     def __setitem__(self, key: str, module: nn.Module) -> None:
         """Before the owner seals the table: add. After: replace an existing key's
         intervention, effective from the next call (the original's ``interventions[key] = m``,
@@ -98,7 +103,7 @@ def build_intervention(spec: Any, rep: RepresentationConfig, embed_dim: int | No
     )
 
 
-class _SlotUpdater:
+class SlotUpdater:
     """Points the slot of a replaced key at its new intervention (a plain callable holding
     the slot list, so copies of the model that share the list stay in step)."""
 
@@ -109,3 +114,6 @@ class _SlotUpdater:
         for slot in self.slots:
             if slot.key == key:
                 slot.intervention = module
+
+
+__all__ = ["InterventionDict", "SlotUpdater", "build_intervention", "make_key"]

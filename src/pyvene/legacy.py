@@ -17,9 +17,11 @@ import torch
 from torch import nn
 
 from .classpath import resolve_class
-from .config import _FIELDS, IntervenableConfig, RepresentationConfig
+from .config import FIELDS, IntervenableConfig, RepresentationConfig
 from .errors import PyveneError, SerializationError
+from .families import resolve_site
 from .interventions.contract import construct, contract
+from .saved_files import load_state
 
 if TYPE_CHECKING:
     from .intervenable import IntervenableModel
@@ -28,6 +30,8 @@ _DROP = ("embed_dim", "interchange_dim")  # buffers of the original, attributes 
 
 
 def legacy_file(directory: Path, key: str) -> Path:
+    """Path of one intervention's weights in a folder saved by the original
+    (``intkey_<key>.bin``)."""
     return directory / f"intkey_{key}.bin"
 
 
@@ -47,9 +51,6 @@ def read_state(path: Path) -> dict[str, torch.Tensor]:
 
 def read_legacy(directory: Path, data: dict[str, Any], model: nn.Module) -> IntervenableConfig:
     """An IntervenableConfig whose representations carry ready interventions."""
-    from .families import resolve_site
-    from .serialization import load_state
-
     types = data.get("intervention_types")
     reps = data.get("representations")
     n = len(reps) if isinstance(reps, list) else -1
@@ -90,11 +91,11 @@ def read_legacy(directory: Path, data: dict[str, Any], model: nn.Module) -> Inte
 def _rep(value: Any) -> RepresentationConfig:
     if isinstance(value, dict):
         fields = dict(value)
-    elif isinstance(value, (list, tuple)) and len(value) <= len(_FIELDS):
-        fields = dict(zip(_FIELDS, value))
+    elif isinstance(value, (list, tuple)) and len(value) <= len(FIELDS):
+        fields = dict(zip(FIELDS, value))
     else:
         raise SerializationError(f"saved representation {value!r} has an unknown form")
-    fields = {k: v for k, v in fields.items() if k in _FIELDS}
+    fields = {k: v for k, v in fields.items() if k in FIELDS}
     for f in ("intervention_type", "intervention", "source_representation"):
         fields[f] = None
     try:
@@ -116,3 +117,6 @@ def read_legacy_states(directory: Path, pvm: IntervenableModel) -> dict[str, dic
             "(trainable_interventions.safetensors, interventions.safetensors or intkey_*.bin)"
         )
     return states
+
+
+__all__ = ["legacy_file", "read_legacy", "read_legacy_states", "read_state"]

@@ -72,10 +72,10 @@ def _to_units(entry: Any, unit: str, batch: int, what: str) -> Units | None:
                 f"{what}: unit {unit!r} takes [heads_per_example, positions_per_example], "
                 f"got {entry!r}; e.g. [[[0, 1]] * B, [[3]] * B] or pv.GET_LOC((head, pos))"
             )
-        heads = _rows(entry[0], batch, what + " (heads)")
-        pos = _rows(entry[1], batch, what + " (positions)")
+        heads = _index_table(entry[0], batch, what + " (heads)")
+        pos = _index_table(entry[1], batch, what + " (positions)")
         return Units(heads[0], pos[0], heads[1], pos[1])
-    index, bounds = _rows(entry, batch, what)
+    index, bounds = _index_table(entry, batch, what)
     if unit == "t" and bounds[0] < 0:
         raise LocationError(
             f"{what}: timestep {bounds[0]} is negative; unit 't' takes timesteps counted from "
@@ -84,7 +84,9 @@ def _to_units(entry: Any, unit: str, batch: int, what: str) -> Units | None:
     return Units(index, None, bounds)
 
 
-def _rows(entry: Any, batch: int, what: str) -> tuple[torch.Tensor, tuple[int, int]]:
+def _index_table(entry: Any, batch: int, what: str) -> tuple[torch.Tensor, tuple[int, int]]:
+    """One location entry (a list of ints per example) as a (B or 1, U) long tensor and
+    its (min, max)."""
     if not isinstance(entry, (list, tuple)) or not all(
         isinstance(r, (list, tuple)) and all(_is_int(u) for u in r) for r in entry
     ):

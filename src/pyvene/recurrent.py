@@ -10,7 +10,7 @@ Locations (:mod:`pyvene.locations`) nest like positions, timesteps for positions
 Each example picks the same number U of timesteps; its k-th source timestep feeds its k-th
 base timestep (source and base timesteps may differ).
 
-Base pass (:func:`make_step_setter`): at call ``c`` the intervention sees the whole batch's
+Base pass (:class:`StepAccess`, driven by :func:`pyvene.engine.make_setter`): at call ``c`` the intervention sees the whole batch's
 step activation, (B, D) as in the original, and its result is kept only on the rows of the
 examples that chose ``c`` (a (B,) mask and ``torch.where``, no loop over examples); the other
 examples, and every call nobody chose (skipped without a device sync), are untouched.
@@ -30,7 +30,6 @@ the timestep and how many timesteps ran. calls.py never runs a "t" source in the
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -204,73 +203,77 @@ class StepReader:
         return StepSource(self.buffer, False)
 
 
-def make_step_setter(
-    slot: Slot, state: CallState, session: HookSession, layout: Layout | None = None
-) -> Callable[..., torch.Tensor | None]:
-    """The hook patching ``slot`` (unit "t") on the base rows, counting its calls; registers
-    the after-forward range check (and the Collect result) on ``session``."""
-    from .engine import apply_intervention  # engine imports this module
+class StepAccess:
+    """How the setter of a unit "t" intervention (:func:`pyvene.engine.make_setter`) reads
+    and writes one timestep: it counts the module's calls, skips calls nobody chose, sees the
+    whole batch's (B, D) step and keeps the result on the rows that chose this step; once the
+    forward is over it checks the range and hands Collect its result (on ``session``)."""
 
-    key, site, intervention = slot.key, slot.site, slot.intervention
-    collect = contract(intervention).collects
-    calls = 0
-    every: list[torch.Tensor] = []  # Collect at every step (units None)
-    buffer: list[torch.Tensor | None] = [None]  # Collect at the chosen steps
-    chosen: dict[int, frozenset[int]] = {}
+    def __init__(
+        self, slot: Slot, state: CallState, session: HookSession, layout: Layout | None
+    ) -> None:
+        self.key, self.site, self.state = slot.key, slot.site, state
+        site = slot.site
+        self.input_site = HookSite(
+            site.module, site.module_path, "input", site.component, None, None
+        )
+        self.calls, self.step, self.batch = 0, 0, 0
+        self.shape: tuple[int, ...] = ()  # the hooked tensor's (non-recurrent check)
+        self.chosen: dict[int, frozenset[int]] = {}
+        self.hit = self.mask = self.k = None  # this call's selection (None: every example)
+        self.every: list[torch.Tensor] = []  # Collect at every step (units None)
+        self.buffer: torch.Tensor | None = None  # Collect at the chosen steps
+        self.collects = contract(slot.intervention).collects
+        session.on_exit(self.finish)
 
-    seen: list[tuple[int, ...]] = [()]  # the hooked tensor's shape (non-recurrent check)
+    def begin(self, x: torch.Tensor, units: Units | None) -> bool:
+        """Count this call; False when no example chose its timestep."""
+        self.step, self.calls = self.calls, self.calls + 1
+        self.shape = tuple(x.shape)
+        if units is None:
+            return True
+        if id(units) not in self.chosen:
+            self.chosen[id(units)] = chosen_steps(units)
+        return self.step in self.chosen[id(units)]
 
-    def setter(x: torch.Tensor, module_input: torch.Tensor | None = None) -> torch.Tensor | None:
-        nonlocal calls
-        step, calls = calls, calls + 1
-        seen[0] = tuple(x.shape)
-        units = state.base_units.get(key)
+    def read(self, rows: torch.Tensor, units: Units | None) -> torch.Tensor:
+        base = step_view(rows, self.site).clone()
+        self.hit = self.mask = self.k = None
         if units is not None:
-            if id(units) not in chosen:
-                chosen[id(units)] = chosen_steps(units)
-            if step not in chosen[id(units)]:
-                return None
-        rows = x if layout is None else layout.base_rows(x)
-        base = step_view(rows, site).clone()
-        batch = base.shape[0]
-        hit = mask = k = None
-        if units is not None:
-            hit, mask, k = select(units, step, batch, base.device)
-        if collect or slot.constant:
-            source = None
-        elif key in state.sources:
-            given = state.sources[key]
-            source = given.at(key, step, k, batch) if isinstance(given, StepSource) else given
+            self.hit, self.mask, self.k = select(units, self.step, base.shape[0], base.device)
+        self.batch = base.shape[0]
+        return base
+
+    def read_input(self, rows: torch.Tensor, units: Units | None) -> torch.Tensor:
+        return step_view(rows, self.input_site)
+
+    def source(self, x: torch.Tensor) -> torch.Tensor:
+        if self.key not in self.state.sources:
+            raise PyveneError(f"{self.key}: no source activation for timestep {self.step}")
+        given = self.state.sources[self.key]
+        if isinstance(given, StepSource):
+            return given.at(self.key, self.step, self.k, self.batch)
+        return given
+
+    def keep(self, out: torch.Tensor) -> None:
+        if self.hit is None:
+            self.every.append(out)
         else:
-            raise PyveneError(f"{key}: no source activation for timestep {step}")
-        extra = None
-        if module_input is not None:  # adaptor-style: the module input of the same step
-            in_rows = module_input if layout is None else layout.base_rows(module_input)
-            in_site = HookSite(site.module, site.module_path, "input", site.component, None, None)
-            extra = {"args": step_view(in_rows, in_site)}
-        subspaces = state.subspaces.get(key)
-        out = apply_intervention(intervention, base, source, subspaces, units is None, state, extra)
-        if collect:
-            if hit is None:
-                every.append(out)
-            else:
-                buffer[0] = fill(buffer[0], hit, out)
-            return None
-        if out is None:
-            return None
-        new = write_step(rows, site, out, mask)
-        return new if layout is None else layout.replace_base(x, new)
+            self.buffer = fill(self.buffer, self.hit, out)
 
-    def finish() -> None:
-        if calls == 1 and not site.per_step and len(seen[0]) >= 3 and seen[0][1] > 1:
-            raise whole_sequence(key, site, seen[0])
-        units = state.base_units.get(key)
+    def write(self, rows: torch.Tensor, units: Units | None, out: torch.Tensor) -> torch.Tensor:
+        return write_step(rows, self.site, out, self.mask)
+
+    def finish(self) -> None:
+        """After the forward: a module that ran once on a whole sequence is not recurrent; a
+        chosen base timestep must have run; Collect gets its (B, U, D) / (B, T, D) value."""
+        site, key, calls, shape = self.site, self.key, self.calls, self.shape
+        if calls == 1 and not site.per_step and len(shape) >= 3 and shape[1] > 1:
+            raise whole_sequence(key, site, shape)
+        units = self.state.base_units.get(key)
         if units is not None and units.bounds[1] >= calls:
             raise out_of_range(key, site, "base", units.bounds[1], calls)
-        if collect:
-            value = torch.stack(every, 1) if units is None and every else buffer[0]
+        if self.collects:
+            value = torch.stack(self.every, 1) if units is None and self.every else self.buffer
             if value is not None:
-                state.collected.setdefault(key, []).append(value)
-
-    session.on_exit(finish)
-    return setter
+                self.state.collected.setdefault(key, []).append(value)

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .config import _FIELDS, VALID_MODES
+from .config import FIELDS, VALID_MODES
 from .errors import SerializationError, choices_message
 
 TOP_KEYS = (
@@ -27,6 +27,15 @@ ENTRY_KEYS = (
     "key", "type", "kwargs", "embed_dim", "interchange_dim", "use_fast", "is_source_constant",
     "linked_to",
 )  # fmt: skip
+# what save records of the model (serialization.model_fingerprint); strings, then sizes
+FINGERPRINT_KEYS = (
+    "model_class", "model_type", "hidden_size", "num_layers", "num_attention_heads",
+    "n_parameters",
+)  # fmt: skip
+# fields a representation cannot default: a missing one would silently move the intervention
+REQUIRED_REP_KEYS = ("layer", "component")
+# the weights files a saved folder may record checksums for (see serialization.save)
+CHECKSUM_FILES = ("interventions.safetensors", "model.safetensors")
 DTYPE_TAG = "torch.dtype"
 DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "bool")
 
@@ -96,10 +105,13 @@ def _unknown(data: dict[str, Any], allowed: tuple[str, ...], where: str) -> None
 def validate_config(data: dict[str, Any], where: str) -> None:
     """Check a current-format ``config.json`` (already parsed) field by field."""
     _unknown(data, TOP_KEYS, where)
+    if not isinstance(data.get("pyvene_version", ""), str):
+        raise SerializationError(
+            f"{where}: 'pyvene_version' must be a string, got {data['pyvene_version']!r}"
+        )
     if data.get("mode", "parallel") not in VALID_MODES:
         raise SerializationError(f"{where}: " + choices_message("mode", data["mode"], VALID_MODES))
-    if not isinstance(data.get("model", {}), (dict, type(None))):
-        raise SerializationError(f"{where}: 'model' must be a JSON object")
+    validate_fingerprint(data.get("model"), where)
     entries, reps = data.get("interventions"), data.get("representations")
     if not isinstance(entries, list) or not isinstance(reps, list):
         raise SerializationError(f"{where}: 'interventions' and 'representations' must be lists")
@@ -113,24 +125,48 @@ def validate_config(data: dict[str, Any], where: str) -> None:
     for i, entry in enumerate(entries):
         validate_entry(entry, f"{where}: interventions[{i}]", keys)
         keys.append(entry["key"])
+    if "sorted_keys" in data and data["sorted_keys"] != keys:
+        raise SerializationError(
+            f"{where}: 'sorted_keys' {data['sorted_keys']!r} must list the interventions' keys "
+            f"in order: {keys!r}"
+        )
     checks = data.get("checksums")
     if checks is not None and not (
         isinstance(checks, dict) and all(isinstance(v, str) for v in checks.values())
     ):
         raise SerializationError(f"{where}: 'checksums' must map file names to strings")
+    for name in checks or {}:
+        if name not in CHECKSUM_FILES:
+            raise SerializationError(
+                f"{where}: checksums: " + choices_message("weights file", name, CHECKSUM_FILES)
+            )
+
+
+def validate_fingerprint(model: Any, where: str) -> None:
+    """``model``: what the folder records of the model it was made for (names as strings,
+    sizes as integers; every key one that save writes)."""
+    if model is None:
+        return
+    if not isinstance(model, dict):
+        raise SerializationError(f"{where}: 'model' must be a JSON object, got {model!r}")
+    _unknown(model, FINGERPRINT_KEYS, f"{where}: model")
+    for name in ("model_class", "model_type"):
+        if not isinstance(model.get(name), (str, type(None))):
+            raise SerializationError(f"{where}: model.{name} must be a string")
+    for name in FINGERPRINT_KEYS[2:]:
+        _int(model.get(name), f"{where}: model.{name}", 1)
 
 
 def validate_representation(rep: Any, where: str) -> None:
+    """Check one saved representation (a JSON object at ``where``) field by field; raise
+    :class:`SerializationError` naming the bad field, so a bad file fails on load, not later."""
     if not isinstance(rep, dict):
         raise SerializationError(f"{where} must be a JSON object, got {rep!r}")
-    _unknown(rep, _FIELDS, where)
-    _int(rep.get("layer", 0), f"{where}.layer", 0, none_ok=False)
-    for name in ("component", "unit"):
-        if name in rep and not (isinstance(rep[name], str) and rep[name]):
-            raise SerializationError(f"{where}.{name} must be a non-empty string")
-    _int(rep.get("max_number_of_units", 1), f"{where}.max_number_of_units", 1, none_ok=False)
-    for name in ("low_rank_dimension", "latent_dim"):
-        _int(rep.get(name), f"{where}.{name}", 1)
+    _unknown(rep, FIELDS, where)
+    for name in REQUIRED_REP_KEYS:
+        if name not in rep:
+            raise SerializationError(f"{where} has no {name!r} (required in a saved folder)")
+    _validate_sizes(rep, where)
     for name in ("intervention_type", "intervention", "source_representation"):
         if rep.get(name) not in (None, "PLACEHOLDER"):
             raise SerializationError(f"{where}.{name} must be null in a saved folder")
@@ -144,8 +180,19 @@ def validate_representation(rep: Any, where: str) -> None:
         value = rep.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, str))):
             raise SerializationError(f"{where}.{name} must be an int, a string or null")
-    if not isinstance(rep.get("hidden_source_representation") or False, bool):
+    if not isinstance(rep.get("hidden_source_representation", None), (bool, type(None))):
         raise SerializationError(f"{where}.hidden_source_representation must be a boolean")
+
+
+def _validate_sizes(rep: dict[str, Any], where: str) -> None:
+    """Layer, component, unit and the integer sizes of one saved representation."""
+    _int(rep["layer"], f"{where}.layer", 0, none_ok=False)
+    for name in ("component", "unit"):
+        if name in rep and not (isinstance(rep[name], str) and rep[name]):
+            raise SerializationError(f"{where}.{name} must be a non-empty string")
+    _int(rep.get("max_number_of_units", 1), f"{where}.max_number_of_units", 1, none_ok=False)
+    for name in ("low_rank_dimension", "latent_dim"):
+        _int(rep.get(name), f"{where}.{name}", 1)
 
 
 def _is_index(x: Any) -> bool:
@@ -153,6 +200,8 @@ def _is_index(x: Any) -> bool:
 
 
 def validate_entry(entry: Any, where: str, earlier: list[str]) -> None:
+    """Check one saved intervention entry (key, type, kwargs, dims) at ``where``; ``earlier``
+    holds the keys already seen, so a duplicate key is refused."""
     if not isinstance(entry, dict):
         raise SerializationError(f"{where} must be a JSON object, got {entry!r}")
     _unknown(entry, ENTRY_KEYS, where)
@@ -192,9 +241,14 @@ def checksum(path: Path) -> str:
 
 def verify_checksum(data: dict[str, Any], path: Path) -> None:
     """Compare ``path`` with the checksum ``config.json`` recorded for it, if any."""
-    want = (data.get("checksums") or {}).get(path.name)
+    if "checksums" not in data:
+        return  # a folder written before checksums existed
+    want = (data["checksums"] or {}).get(path.name)
     if want is None:
-        return
+        raise SerializationError(
+            f"config.json records checksums but none for {path.name!r}: the folder was edited "
+            "after saving. Save the interventions again."
+        )
     have = checksum(path)
     if have != want:
         raise SerializationError(
@@ -202,3 +256,18 @@ def verify_checksum(data: dict[str, Any], path: Path) -> None:
             f"(checksums[{path.name!r}]: recorded {want}, file {have}): the weights file was "
             "changed or corrupted after saving. Save the interventions again."
         )
+
+
+__all__ = [
+    "DTYPES",
+    "DTYPE_TAG",
+    "ENTRY_KEYS",
+    "TOP_KEYS",
+    "checksum",
+    "decode_kwargs",
+    "encode_kwargs",
+    "validate_config",
+    "validate_entry",
+    "validate_representation",
+    "verify_checksum",
+]

@@ -33,24 +33,37 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from . import __version__
 from .classpath import class_reference, resolve_class
 from .config import IntervenableConfig, RepresentationConfig
 from .errors import PyveneError, SerializationError
+from .families import resolve_site
 from .hub import push_folder, resolve_directory
 from .idioms import warn_hub_name
 from .interventions.contract import caller_kwargs, construct, contract
+from .legacy import read_legacy
+from .saved_files import (
+    CONFIG_NAME,
+    FORMAT,
+    FORMAT_VERSION,
+    MODEL_NAME,
+    TRAINABLE_NAME,
+    WEIGHTS_NAME,
+    atomic_write,
+    check_model_weights,
+    folder_path,
+    load_state,
+    model_grad_weights,
+    read_tensors,
+    write_tensors,
+)
 from .saved_schema import checksum, decode_kwargs, encode_kwargs, validate_config, verify_checksum
+from .trainable_io import load_intervention as load_intervention  # the original's import path
+from .trainable_io import save_intervention as save_intervention
 
 if TYPE_CHECKING:
     from .intervenable import IntervenableModel
 
-FORMAT = "pyvene.interventions"
-TRAINABLE_FORMAT = "pyvene.trainable"
-FORMAT_VERSION = 1
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "interventions.safetensors"
-TRAINABLE_NAME = "trainable_interventions.safetensors"
-MODEL_NAME = "model.safetensors"
 _REP_SKIP = ("intervention_type", "intervention", "source_representation")
 
 
@@ -73,6 +86,7 @@ def model_fingerprint(model: nn.Module) -> dict[str, Any]:
 
 
 def check_fingerprint(saved: dict[str, Any] | None, model: nn.Module) -> None:
+    """Refuse a folder made for another architecture (type, width, depth or heads differ)."""
     if not saved:
         return
     now = model_fingerprint(model)
@@ -102,20 +116,21 @@ def save(
 ) -> None:
     """Write ``config.json`` + ``interventions.safetensors`` (+ ``model.safetensors`` with the
     model weights that require grad when ``include_model``); optionally upload to the hub."""
+    save_directory = folder_path(save_directory, "save_directory")
     if not save_to_hf_hub:
         warn_hub_name(save_directory, "save")
     entries, tensors = describe(pvm)
     directory = Path(save_directory).expanduser()
     directory.mkdir(parents=True, exist_ok=True)
-    _write_tensors(directory / WEIGHTS_NAME, tensors, FORMAT)
+    write_tensors(directory / WEIGHTS_NAME, tensors, FORMAT)
     checksums = {WEIGHTS_NAME: checksum(directory / WEIGHTS_NAME)}
     if include_model:
-        _write_tensors(directory / MODEL_NAME, _model_grad_weights(pvm.model), FORMAT)
+        write_tensors(directory / MODEL_NAME, model_grad_weights(pvm.model), FORMAT)
         checksums[MODEL_NAME] = checksum(directory / MODEL_NAME)
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "pyvene_version": _version(),
+        "pyvene_version": __version__,
         "mode": pvm.mode,
         "model": model_fingerprint(pvm.model),
         "representations": [_rep_json(pvm.representations[e["key"]]) for e in entries],
@@ -123,16 +138,22 @@ def save(
         "sorted_keys": [e["key"] for e in entries],
         "checksums": checksums,
     }
-    _atomic_write(directory / CONFIG_NAME, json.dumps(config, indent=2).encode())
+    atomic_write(directory / CONFIG_NAME, json.dumps(config, indent=2).encode())
     if save_to_hf_hub:
         repo = hf_repo_name or directory.name
         push_folder(directory, repo, private=private, token=token)
 
 
-def push_to_hub(pvm: IntervenableModel, repo_id: str, **kwargs: Any) -> None:
-    """Save into a temporary folder and upload it to ``repo_id``."""
+def push_to_hub(
+    pvm: IntervenableModel,
+    repo_id: str,
+    include_model: bool = False,
+    private: bool = False,
+    token: str | bool | None = None,
+) -> None:
+    """Save into a temporary folder and upload it to the hub repo ``repo_id``."""
     with tempfile.TemporaryDirectory() as tmp:
-        save(pvm, tmp, save_to_hf_hub=True, hf_repo_name=repo_id, **kwargs)
+        save(pvm, tmp, True, repo_id, include_model, private, token)
 
 
 def describe(pvm: IntervenableModel) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
@@ -141,7 +162,7 @@ def describe(pvm: IntervenableModel) -> tuple[list[dict[str, Any]], dict[str, to
     entries: list[dict[str, Any]] = []
     tensors: dict[str, torch.Tensor] = {}
     first_key: dict[int, str] = {}
-    for slot in pvm._slots:
+    for slot in pvm.plan.slots:
         key, inter = slot.key, slot.intervention
         try:
             name = class_reference(type(inter))
@@ -187,53 +208,32 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _version() -> str:
-    from . import __version__
-
-    return __version__
-
-
-def _model_grad_weights(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {
-        n: p.detach().cpu().contiguous().clone()
-        for n, p in model.named_parameters()
-        if p.requires_grad
-    }
-
-
-def _write_tensors(path: Path, tensors: dict[str, torch.Tensor], fmt: str) -> None:
-    from safetensors.torch import save
-
-    meta = {"format": fmt, "format_version": str(FORMAT_VERSION)}
-    _atomic_write(path, save(tensors, metadata=meta))
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 # ------------------------------------------------------------------------------------ load
-def load(
+def read_saved(
     load_directory: str | os.PathLike,
     model: nn.Module,
     local_directory: str | os.PathLike | None = None,
     from_huggingface_hub: bool = False,
     include_model: bool = False,
-    **hub_kwargs: Any,
-) -> IntervenableModel:
-    """A new IntervenableModel on ``model`` from a folder or hub repo (``hub_kwargs``:
-    ``cache_dir``, ``revision``, ``token``, ``local_files_only``)."""
-    from .intervenable import IntervenableModel
-
+    cache_dir: str | os.PathLike | None = None,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    local_files_only: bool = False,
+) -> tuple[IntervenableConfig, dict[str, torch.Tensor] | None]:
+    """The config (its representations carrying ready interventions) and, with
+    ``include_model``, the saved model weights of a folder or hub repo, every file checked;
+    ``IntervenableModel.load`` builds the model from them. Nothing is changed here."""
     directory = resolve_directory(
-        load_directory, from_huggingface_hub, local_directory, **hub_kwargs
+        folder_path(load_directory, "load_directory"),
+        from_huggingface_hub,
+        local_directory,
+        cache_dir=cache_dir,
+        revision=revision,
+        token=token,
+        local_files_only=local_files_only,
     )
     data = read_config(directory)
     if "format_version" not in data and "intervention_types" in data:
-        from .legacy import read_legacy
-
         config = read_legacy(directory, data, model)
     else:
         config = _read_current(directory, data, model)
@@ -241,15 +241,12 @@ def load(
     if include_model and (directory / MODEL_NAME).is_file():
         verify_checksum(data, directory / MODEL_NAME)
         model_weights = read_tensors(directory / MODEL_NAME)
-        _check_model_weights(model, model_weights)
-    pvm = IntervenableModel(config, model)  # the first change to anything: all checks passed
-    if model_weights:
-        model.load_state_dict(model_weights, strict=False)
-    pvm.place_on_sites()  # each on its site's device (the model may be offloaded)
-    return pvm
+        check_model_weights(model, model_weights)
+    return config, model_weights
 
 
 def read_config(directory: Path) -> dict[str, Any]:
+    """Parse and validate ``config.json`` (current or original layout) of a saved folder."""
     path = directory / CONFIG_NAME
     if not path.is_file():
         hint = ""
@@ -263,29 +260,25 @@ def read_config(directory: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SerializationError(f"{path} must hold a JSON object")
     version = data.get("format_version")
+    if version is None and "intervention_types" not in data:
+        raise SerializationError(
+            f"{path} has no 'format_version' (and is not an original-layout folder with "
+            "'intervention_types'): not a pyvene interventions folder, or an edited one."
+        )
     if version is not None:
         if data.get("format") != FORMAT:
             raise SerializationError(f"{path}: format {data.get('format')!r} is not {FORMAT!r}")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise SerializationError(
+                f"{path}: format_version must be an integer >= 1, got {version!r}"
+            )
+        if version > FORMAT_VERSION:
             raise SerializationError(
                 f"{path} has format version {version!r}; this pyvene reads versions up to "
                 f"{FORMAT_VERSION}. Upgrade pyvene to load it."
             )
         validate_config(data, str(path))
     return data
-
-
-def read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise SerializationError(f"missing weights file {str(path)!r}")
-    from safetensors.torch import load as st_load
-
-    try:
-        return st_load(path.read_bytes())
-    except Exception as err:
-        raise SerializationError(
-            f"{str(path)!r} is not a readable safetensors file (truncated or corrupt?): {err}"
-        ) from err
 
 
 def _read_current(directory: Path, data: dict[str, Any], model: nn.Module) -> IntervenableConfig:
@@ -322,8 +315,6 @@ def _rep_from_json(rep_data: Any) -> RepresentationConfig:
 
 
 def _check_width(model: nn.Module, rep: RepresentationConfig, entry: dict[str, Any]) -> None:
-    from .families import resolve_site
-
     try:
         site = resolve_site(model, rep.layer, rep.component)
     except PyveneError as err:
@@ -332,7 +323,7 @@ def _check_width(model: nn.Module, rep: RepresentationConfig, entry: dict[str, A
     have = entry.get("embed_dim")
     if want is not None and have is not None and want != have:
         raise SerializationError(
-            f"{entry.get('key')}: saved for a width of {have}, but {rep.component} of layer "
+            f"{entry.get('key')}: saved for a width (embed_dim) of {have}, but {rep.component} of layer "
             f"{rep.layer} has width {want} in this model (another architecture?)"
         )
 
@@ -349,7 +340,7 @@ def rebuild(entry: dict[str, Any], rep: RepresentationConfig, state: dict[str, t
     except Exception as err:
         raise SerializationError(
             f"{key}: {cls.__name__} could not be rebuilt from its saved arguments "
-            f"{saved!r}: {type(err).__name__}: {err}"
+            f"(kwargs) {saved!r}: {type(err).__name__}: {err}"
         ) from err
     load_state(inter, state, key)
     dim = entry.get("interchange_dim")
@@ -363,31 +354,21 @@ def rebuild(entry: dict[str, Any], rep: RepresentationConfig, state: dict[str, t
     return inter
 
 
-def load_state(inter: nn.Module, state: dict[str, torch.Tensor], key: Any) -> None:
-    """Strict load: same names, same shapes; the saved dtype is kept."""
-    if "source_representation" in state and hasattr(inter, "set_source_representation"):
-        inter.set_source_representation(state["source_representation"])
-    own = inter.state_dict()
-    missing = sorted(set(own) - set(state))
-    extra = sorted(set(state) - set(own))
-    bad = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
-    if missing or extra or bad:
-        raise SerializationError(
-            f"{key}: saved tensors do not fit {type(inter).__name__}: missing {missing}, "
-            f"unexpected {extra}, wrong shape {bad}"
-        )
-    floats = {v.dtype for v in state.values() if v.is_floating_point()}
-    if len(floats) == 1:
-        inter.to(next(iter(floats)))
-    inter.load_state_dict(state, strict=True)
-
-
-def _check_model_weights(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
-    own = dict(model.named_parameters())
-    bad = [k for k, v in weights.items() if k not in own or own[k].shape != v.shape]
-    if bad:
-        raise SerializationError(f"{MODEL_NAME}: weights that do not fit this model: {bad[:5]}")
-
-
-from .trainable_io import load_intervention as load_intervention  # noqa: E402
-from .trainable_io import save_intervention as save_intervention  # noqa: E402
+__all__ = [
+    "check_fingerprint",
+    "describe",
+    "load_intervention",
+    "model_fingerprint",
+    "push_to_hub",
+    "read_config",
+    "read_saved",
+    "rebuild",
+    "save",
+    "save_intervention",
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "MODEL_NAME",
+    "TRAINABLE_NAME",
+    "FORMAT",
+    "FORMAT_VERSION",
+]

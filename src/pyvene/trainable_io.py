@@ -16,15 +16,17 @@ from torch import nn
 from .errors import SerializationError
 from .idioms import warn_hub_name
 from .interventions.contract import contract
-from .serialization import (
+from .legacy import read_legacy_states
+from .saved_files import (
     MODEL_NAME,
     TRAINABLE_FORMAT,
     TRAINABLE_NAME,
     WEIGHTS_NAME,
-    _check_model_weights,
-    _model_grad_weights,
-    _write_tensors,
+    check_model_weights,
+    folder_path,
+    model_grad_weights,
     read_tensors,
+    write_tensors,
 )
 
 if TYPE_CHECKING:
@@ -35,10 +37,11 @@ def save_intervention(
     pvm: IntervenableModel, save_directory: str | os.PathLike, include_model: bool = True
 ) -> None:
     """Write the trainable interventions' weights (+ the model weights that require grad)."""
+    save_directory = folder_path(save_directory, "save_directory")
     warn_hub_name(save_directory, "save_intervention")
     tensors: dict[str, torch.Tensor] = {}
     seen: set[int] = set()
-    for slot in pvm._slots:
+    for slot in pvm.plan.slots:
         inter = slot.intervention
         if not contract(inter).trainable or id(inter) in seen:
             continue
@@ -47,10 +50,10 @@ def save_intervention(
             tensors[f"{slot.key}/{k}"] = v.detach().cpu().contiguous().clone()
     directory = Path(save_directory).expanduser()
     directory.mkdir(parents=True, exist_ok=True)
-    _write_tensors(directory / TRAINABLE_NAME, tensors, TRAINABLE_FORMAT)
-    weights = _model_grad_weights(pvm.model) if include_model else {}
+    write_tensors(directory / TRAINABLE_NAME, tensors, TRAINABLE_FORMAT)
+    weights = model_grad_weights(pvm.model) if include_model else {}
     if weights:
-        _write_tensors(directory / MODEL_NAME, weights, TRAINABLE_FORMAT)
+        write_tensors(directory / MODEL_NAME, weights, TRAINABLE_FORMAT)
 
 
 def load_intervention(
@@ -58,7 +61,7 @@ def load_intervention(
 ) -> None:
     """Load trainable weights into ``pvm`` (from save_intervention, save, or the original's
     ``intkey_*.bin``); every tensor is checked before any is copied."""
-    directory = Path(load_directory).expanduser()
+    directory = Path(folder_path(load_directory, "load_directory")).expanduser()
     if not directory.is_dir():
         raise SerializationError(f"{str(directory)!r} is not a directory")
     pending: list[tuple[nn.Module, dict[str, torch.Tensor]]] = []
@@ -70,11 +73,9 @@ def load_intervention(
             key, _, param = name_key.partition("/")
             states.setdefault(key, {})[param] = v
     else:
-        from .legacy import read_legacy_states
-
         states = read_legacy_states(directory, pvm)
     seen: set[int] = set()
-    for slot in pvm._slots:
+    for slot in pvm.plan.slots:
         inter = slot.intervention
         if not contract(inter).trainable or id(inter) in seen:
             continue
@@ -88,7 +89,7 @@ def load_intervention(
     model_weights = None
     if include_model and (directory / MODEL_NAME).is_file():
         model_weights = read_tensors(directory / MODEL_NAME)
-        _check_model_weights(pvm.model, model_weights)
+        check_model_weights(pvm.model, model_weights)
     for inter, state in pending:
         device = next((t.device for t in inter.state_dict().values()), torch.device("cpu"))
         inter.load_state_dict({k: v.to(device) for k, v in state.items()}, strict=True)
@@ -103,3 +104,6 @@ def _check_fit(inter: nn.Module, state: dict[str, torch.Tensor], key: str) -> No
     ]
     if bad:
         raise SerializationError(f"{key}: saved weights do not fit {type(inter).__name__}: {bad}")
+
+
+__all__ = ["load_intervention", "save_intervention"]

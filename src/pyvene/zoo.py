@@ -267,9 +267,12 @@ def load_local(
     return model.config, tokenizer, model.eval()
 
 
-def _build(
+def build_model(
     model_cls: type, config: Any, seed: int, with_tokenizer: bool, cache_dir: Any = None
 ) -> tuple[Any, Any, Any]:
+    """``(config, tokenizer or None, model)``: ``model_cls`` loaded from a local folder when
+    ``config`` is a path, else built from (a copy of) ``config`` with weights seeded by
+    ``seed`` (vocabulary and special tokens from SmolLM2's tokenizer when ``with_tokenizer``)."""
     if isinstance(config, (str, os.PathLike)):
         return load_local(model_cls, config, with_tokenizer, cache_dir)
     config = copy.deepcopy(config)
@@ -300,7 +303,7 @@ def create_gpt2(
     refused with a clear FileNotFoundError.
     """
     source = name if name is not None else config or tiny_gpt2_config()
-    return _build(GPT2Model, source, seed, with_tokenizer, cache_dir)
+    return build_model(GPT2Model, source, seed, with_tokenizer, cache_dir)
 
 
 def create_gpt2_lm(
@@ -314,7 +317,7 @@ def create_gpt2_lm(
     """Seeded random ``GPT2LMHeadModel``. Returns ``(config, tokenizer_or_None, model)``;
     ``name`` / ``cache_dir`` as in :func:`create_gpt2`."""
     source = name if name is not None else config or tiny_gpt2_config()
-    return _build(GPT2LMHeadModel, source, seed, with_tokenizer, cache_dir)
+    return build_model(GPT2LMHeadModel, source, seed, with_tokenizer, cache_dir)
 
 
 def create_llama(
@@ -329,12 +332,15 @@ def create_llama(
     """Seeded random ``LlamaForCausalLM`` (tiny GQA by default): ``(config, tokenizer, model)``;
     ``name`` / ``cache_dir`` as in :func:`create_gpt2`."""
     source = name if name is not None else config or tiny_llama_config()
-    config, tokenizer, model = _build(LlamaForCausalLM, source, seed, with_tokenizer, cache_dir)
+    config, tokenizer, model = build_model(
+        LlamaForCausalLM, source, seed, with_tokenizer, cache_dir
+    )
     return config, tokenizer, model.to(dtype)
 
 
 __all__ = [
     "MissingModelPackageError",
+    "build_model",
     "create_gpt2",
     "create_gpt2_lm",
     "create_llama",

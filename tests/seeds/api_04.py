@@ -1,6 +1,6 @@
 # Seed: 001_c05dd76eebc64155.txt ("pyvene API Reference", references/api.md), python block 4, "Saving and Loading".
 # Copied from the seed with its indentation restored (the page lost it); only lines marked
-# "# changed:" differ. Names the block uses without defining come from tests/test_seeds.py.
+# "# changed:" differ. Names the block uses without defining come from tests/seed_docs/.
 # As written this block stops at its last statement: save_intervention() writes trainable
 # weights to a local folder (SPEC A keeps the original's meaning), which load() rejects with a
 # hint. api_04_corrected.py is the form SPEC A documents. The test runs it in a temporary

@@ -3,7 +3,7 @@
 # (or save(dir, save_to_hf_hub=True, hf_repo_name=...)); save_intervention() writes trainable
 # weights to a local folder only. The test serves the hub from a local stand-in.
 # Copied from the seed with its indentation restored (the page lost it); only lines marked
-# "# changed:" differ. Names the block uses without defining come from tests/test_seeds.py.
+# "# changed:" differ. Names the block uses without defining come from tests/seed_docs/.
 
 # Save locally
 intervenable.save("./my_intervention")

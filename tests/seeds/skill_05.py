@@ -1,9 +1,9 @@
 # Seed: 002_20ffd854460a3f2e.txt (SKILL.md "pyvene: Causal Interventions for Neural Networks"; the
 # same code is in 000_153aae5a30df61e8.txt), block 5, "Workflow 2: Activation Patching for Circuit Analysis".
 # Copied from the seed with its indentation restored (the page lost it); only lines marked
-# "# changed:" differ. Names the block uses without defining come from tests/test_seeds.py.
+# "# changed:" differ. Names the block uses without defining come from tests/seed_docs/.
 # The block reads model.config.n_layer (GPT-2 only), so MODEL_DIR is a tiny seeded GPT-2 saved
-# with save_pretrained, with the SmolLM2 tokenizer (see tests/test_seeds.py).
+# with save_pretrained, with the SmolLM2 tokenizer (see tests/seed_docs/).
 
 import pyvene as pv
 from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -4,7 +4,7 @@
 # LowRankRotatedSpaceIntervention (RotatedSpaceIntervention is full rank and, without
 # subspaces, equals VanillaIntervention). dataloader and criterion come from the test.
 # Copied from the seed with its indentation restored (the page lost it); only lines marked
-# "# changed:" differ. Names the block uses without defining come from tests/test_seeds.py.
+# "# changed:" differ. Names the block uses without defining come from tests/seed_docs/.
 
 import pyvene as pv
 from transformers import AutoModelForCausalLM

@@ -1,6 +1,6 @@
 # Seed: 003_fd4e7e04cb163857.txt ("pyvene Tutorials", references/tutorials.md), python block 1, "Tutorial 1: Basic Activation Patching".
 # Copied from the seed with its indentation restored (the page lost it); only lines marked
-# "# changed:" differ. Names the block uses without defining come from tests/test_seeds.py.
+# "# changed:" differ. Names the block uses without defining come from tests/seed_docs/.
 
 import pyvene as pv
 from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -1,8 +1,8 @@
 # Seed: 003_fd4e7e04cb163857.txt ("pyvene Tutorials", references/tutorials.md), python block 2, "Tutorial 2: Causal Tracing (ROME-style)".
 # Copied from the seed with its indentation restored (the page lost it); only lines marked
-# "# changed:" differ. Names the block uses without defining come from tests/test_seeds.py.
+# "# changed:" differ. Names the block uses without defining come from tests/seed_docs/.
 # The block reads model.config.n_layer (GPT-2 only), so MODEL_DIR is a tiny seeded GPT-2 saved
-# with save_pretrained, with the SmolLM2 tokenizer (see tests/test_seeds.py).
+# with save_pretrained, with the SmolLM2 tokenizer (see tests/seed_docs/).
 
 import pyvene as pv
 from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -1,6 +1,6 @@
 # Seed: 003_fd4e7e04cb163857.txt ("pyvene Tutorials", references/tutorials.md), python block 3, "Tutorial 3: Trainable Interventions (DAS)".
 # Copied from the seed with its indentation restored (the page lost it); only lines marked
-# "# changed:" differ. Names the block uses without defining come from tests/test_seeds.py.
+# "# changed:" differ. Names the block uses without defining come from tests/seed_docs/.
 # SPEC A: the self-source loop (sources=[base_inputs]) is the identity with zero gradient, so it
 # learns nothing; the block runs as written (fewer steps). tutorials_3_corrected.py trains with
 # a real counterfactual source.

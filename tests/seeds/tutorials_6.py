@@ -1,6 +1,6 @@
 # Seed: 003_fd4e7e04cb163857.txt ("pyvene Tutorials", references/tutorials.md), python block 6, "Tutorial 6: Generation with Interventions".
 # Copied from the seed with its indentation restored (the page lost it); only lines marked
-# "# changed:" differ. Names the block uses without defining come from tests/test_seeds.py.
+# "# changed:" differ. Names the block uses without defining come from tests/seed_docs/.
 # The seed's generate() call passes no source for the AdditionIntervention, so nothing is
 # added (the steering direction is computed but never used, as its own comment admits).
 

@@ -33,7 +33,7 @@ from ..families import resolve_site
 from .attribution_estimates import ChunkEstimator, Z, graddrop, kind_of, per_pos_of
 from .attribution_grad import block_module, collect, grad_pass, site_info
 from .attribution_verify import CellSpec, Verification, exact_effects, verification
-from .cells import as_inputs
+from .cells import sweep_inputs as as_inputs
 from .metrics import as_metric
 from .patching import SweepResult, num_layers
 from .qk_fix import attention_deltas
@@ -97,7 +97,7 @@ class AttributionResult(SweepResult):
         return " ".join(parts)
 
 
-def attribution_patching(
+def attribution_patching(  # noqa: C901  # #14: refactor
     model: nn.Module,
     base: Any,
     source: Any,

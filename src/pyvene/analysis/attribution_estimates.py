@@ -15,6 +15,7 @@ Z = "head_attention_value_output"
 
 
 def kind_of(comp: str) -> str | None:
+    """Which QK-fix side a component is ("query" / "key"), or None for the other components."""
     if comp.endswith("query_output"):
         return "query"
     if comp.endswith("key_output"):
@@ -105,6 +106,8 @@ def _upstream(info: SiteInfo, drop: int) -> bool:
 
 
 def per_pos_of(per_position: bool | None, info: SiteInfo, neuron: bool) -> bool:
+    """Whether cells are per position: the caller's choice, else per position for whole
+    vectors and summed over positions for heads and neurons."""
     if per_position is None:
         return info.heads is None and not neuron
     return bool(per_position)

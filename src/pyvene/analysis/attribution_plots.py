@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from .plots import _pyplot, plot_heatmap, save_figure
+from .plots import plot_heatmap, pyplot_agg, save_figure
 
 
 def _panel(result: Any, comp: str, tokens: Sequence[str] | None) -> tuple[torch.Tensor, list, str]:
@@ -43,7 +43,7 @@ def plot_attribution(
     """One heatmap per component of an :class:`~pyvene.analysis.AttributionResult`
     (estimated effects, diverging colours centred on zero). Returns the figure; saves it
     (png, svg or pdf) when ``path`` is given."""
-    plt = _pyplot()
+    plt = pyplot_agg()
     comps = list(result.values)
     fig, axes = plt.subplots(1, len(comps), figsize=(6 * len(comps), 4.5), squeeze=False)
     for ax, comp in zip(axes[0], comps):

@@ -20,7 +20,8 @@ from torch import nn
 from ..families import resolve_site
 from ..hooks import HookSession
 from .attribution_grad import collect, last_logits, site_info
-from .cells import Cell, as_inputs, run_cells
+from .cells import Cell, run_cells
+from .cells import sweep_inputs as as_inputs
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,13 @@ positions and optionally one head. :func:`run_cells` evaluates many cells, one b
   rows are chunked to a memory budget.
 
 Models without a layer adapter use whole-model runs of the packed rows (same patch hooks).
+
+Cell: one sweep grid entry (component x layers x positions [x head]); SweepSite: a
+:class:`~pyvene.families.HookSite` with the raw columns a sweep compares and patches.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,9 +38,11 @@ from torch import nn
 from ..devices import site_device
 from ..errors import ConfigError, DimensionMismatchError, LocationError
 from ..families import resolve_site
+from ..gather import part_columns
 from ..hooks import HookSession
-from .planning import _chunks, _plan_rows
-from .stack import LayerStack, PrefixKV, layer_stack
+from .patches import RowPatches, row_entries
+from .planning import plan_chunks, plan_rows
+from .stack import LayerStack, PrefixKV, layer_kv, layer_stack, run_cache
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ class Cell:
     head: int | None = None
 
 
-def as_inputs(x: Any) -> dict[str, torch.Tensor]:
+def sweep_inputs(x: Any) -> dict[str, torch.Tensor]:
     """A tensor of ids, or a dict / BatchEncoding with ``input_ids`` or ``inputs_embeds``."""
     if isinstance(x, torch.Tensor):
         x = {"input_ids": x if x.dim() == 2 else x[None]}
@@ -74,7 +78,8 @@ def check_position(p: int, seq: int) -> int:
     return int(p) % seq
 
 
-def _shape(inputs: dict[str, torch.Tensor]) -> tuple[int, int]:
+def input_shape(inputs: dict[str, torch.Tensor]) -> tuple[int, int]:
+    """``(batch, length)`` of an input dict."""
     t = inputs.get("input_ids", inputs.get("inputs_embeds"))
     return int(t.shape[0]), int(t.shape[1])
 
@@ -83,7 +88,11 @@ def _take(inputs: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torc
     return {k: v[rows] for k, v in inputs.items()}
 
 
-def _last_logits(model: nn.Module, inputs: dict[str, Any], **extra: Any) -> torch.Tensor:
+def forward_last(
+    model: nn.Module, inputs: dict[str, Any], **extra: Any
+) -> tuple[Any, torch.Tensor]:
+    """The model output and its last position's logits (only those computed when the model
+    takes ``logits_to_keep``)."""
     try:
         out = model(**inputs, logits_to_keep=1, **extra)
     except TypeError:
@@ -91,27 +100,29 @@ def _last_logits(model: nn.Module, inputs: dict[str, Any], **extra: Any) -> torc
     return out, out.logits[:, -1]
 
 
-def _canonical(cell: Cell, n_layers: int) -> Cell:
-    """``block_output`` at a single layer ``l < L-1`` equals ``block_input`` at ``l+1``."""
-    if cell.component == "block_output" and len(cell.layers) == 1 and cell.layers[0] < n_layers - 1:
-        return Cell("block_input", (cell.layers[0] + 1,), cell.positions, cell.head)
-    return cell
+def canonical_cells(cells: Sequence[Cell], seq: int, n_layers: int | None) -> list[Cell]:
+    """Positions checked and sorted, layers sorted; with a layer adapter, ``block_output``
+    at a single layer ``l < L-1`` becomes ``block_input`` at ``l+1`` (the same patch)."""
+    todo = []
+    for c in cells:
+        if n_layers and c.component == "block_output" and len(c.layers) == 1:
+            if c.layers[0] < n_layers - 1:
+                c = Cell("block_input", (c.layers[0] + 1,), c.positions, c.head)
+        positions = tuple(sorted({check_position(p, seq) for p in c.positions}))
+        todo.append(Cell(c.component, tuple(sorted(set(c.layers))), positions, c.head))
+    if any(not c.layers for c in todo):
+        raise ConfigError("every cell needs at least one layer")
+    return todo
 
 
-class _Site:
-    """A resolved site and the raw columns of its units (heads flattened in order)."""
+class SweepSite:
+    """A sweep's view of one (component, layer): its resolved :class:`HookSite` and the raw
+    columns of its units (heads flattened in order), which sweeps compare and patch."""
 
     def __init__(self, model: nn.Module, comp: str, layer: int, width: int) -> None:
         self.site = site = resolve_site(model, layer, comp)
         self.comp, self.layer, self.width = comp, layer, width
-        cols = torch.arange(width)
-        part = site.part
-        if part is None:
-            self.cols = None
-        elif isinstance(part, tuple):
-            self.cols = cols[part[0] : part[1]]
-        else:  # an interleaved part: last dim laid out (groups, parts, width)
-            self.cols = cols.view(part.groups, part.parts, -1)[:, part.index, :].reshape(-1)
+        self.cols = part_columns(site.part, width)
         self.heads = site.heads
         n = width if self.cols is None else len(self.cols)
         if self.heads is not None and n % self.heads:
@@ -132,8 +143,12 @@ class _Site:
             raise LocationError(
                 f"head {head} out of range for {self.comp!r} ({self.heads} heads: 0..{self.heads - 1})"
             )
+        return self.head_columns()[head]
+
+    def head_columns(self) -> torch.Tensor:
+        """``(heads, head_dim)``: the raw columns of every head."""
         cols = self.cols if self.cols is not None else torch.arange(self.width)
-        return cols[head * self.head_dim : (head + 1) * self.head_dim]
+        return cols.view(self.heads, self.head_dim)
 
     def differs(self, src: torch.Tensor, base: torch.Tensor) -> tuple[list, list | None]:
         """Where the source differs from the base run: ``[b][p]`` (whole component) and,
@@ -147,8 +162,9 @@ class _Site:
         return ne.any(-1).tolist(), ne.tolist()
 
 
-def _collect(model, inputs, sites, stack: LayerStack | None):
-    """One run: the activations at ``sites`` and (with a stack) every layer's input."""
+def collect_runs(model: nn.Module, inputs: dict, sites, stack: LayerStack | None):
+    """One run: the activations at ``sites`` ((component, layer) pairs), with a stack every
+    layer's input (key ``("__in__", k)``), the output and the last position's logits."""
     store: dict[Any, torch.Tensor] = {}
     with HookSession() as session:
         for comp, layer in sorted(sites):
@@ -165,91 +181,56 @@ def _collect(model, inputs, sites, stack: LayerStack | None):
                     store[key] = t.detach()
 
                 session.on_input(module, keep_in)
-            out, last = _last_logits(model, inputs, use_cache=True)
+            out, last = forward_last(model, inputs, use_cache=True)
         else:
-            out, last = _last_logits(model, inputs)
+            out, last = forward_last(model, inputs)
     return store, out, last
 
 
-def _kv(cache: Any, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-    if hasattr(cache, "layers"):
-        return cache.layers[layer].keys, cache.layers[layer].values
-    return cache.key_cache[layer], cache.value_cache[layer]
+class SweepRuns:
+    """One sweep's collected runs and planned rows: the canonical cells (``todo``), the
+    source / base stores, the base and source metrics, the (cell, base example) rows left to
+    compute and ``values`` (cells x base examples) holding the rows equal to the base run.
+    New (component, layer) sites are added to ``sites`` (shared across packed jobs)."""
 
-
-class _Patches:
-    """The patch entries of one chunk, per (component, layer) and kind (whole component or
-    one head): flat destination rows ``r * q_len + p`` (batch row, relative position), raw
-    columns (None: all) and the source values, plus the subset at the last position for
-    the last layer's cut (see :meth:`.stack.LayerStack.tail_modules`)."""
-
-    def __init__(self, chunk, todo, sites, src, ns, q_start, seq, devices) -> None:
-        lists: dict[tuple[str, int, bool], list[tuple[int, int, int, int]]] = defaultdict(list)
-        for r, row in enumerate(chunk):
-            cell = todo[row.cell]
-            srow = row.b if ns > 1 else 0
-            pos = [p for p in cell.positions if p >= row.q]
-            head = -1 if cell.head is None else cell.head
-            for k in cell.layers:
-                entries = lists[(cell.component, k, cell.head is not None)]
-                entries.extend((r, srow, p, head) for p in pos)
-        self.q_start, self.q_len, self.seq = q_start, seq - q_start, seq
-        self.by_layer: dict[int, list[tuple[_Site, tuple, tuple]]] = defaultdict(list)
-        for (comp, k, is_head), entries in lists.items():
-            site, device = sites[(comp, k)], devices[(comp, k)]  # built on the layer's device
-            r, srow, p, head = torch.tensor(entries, dtype=torch.long).T.contiguous()
-            value = src[(comp, k)]
-            rows = value.reshape(-1, value.shape[-1]).index_select(
-                0, (srow * seq + p).to(value.device)
+    def __init__(self, model, base, source, cells, metric, stack, sites, where: str = "") -> None:
+        base, source = sweep_inputs(base), sweep_inputs(source)
+        (nb, seq), (ns, sseq) = input_shape(base), input_shape(source)
+        if sseq != seq:
+            raise DimensionMismatchError(
+                f"{where}base and source must have the same length (got {seq} and {sseq})"
             )
-            if is_head:
-                all_cols = site.cols if site.cols is not None else torch.arange(site.width)
-                cols = all_cols.view(site.heads, site.head_dim)[head]  # (N, head_dim)
-                vals = rows.gather(1, cols.to(rows.device))
-            elif site.cols is not None:
-                cols = site.cols.expand(len(r), -1)
-                vals = rows.index_select(1, site.cols.to(rows.device))
-            else:
-                cols, vals = None, rows
-            last = p == seq - 1
-            full = self._spec(r * self.q_len + p - q_start, cols, vals, site.width, device)
-            tail = self._spec(r[last], None if cols is None else cols[last],
-                              vals[last.to(vals.device)], site.width, device)  # fmt: skip
-            self.by_layer[k].append((site, full, tail))
+        if ns not in (1, nb):
+            raise DimensionMismatchError(
+                f"{where}source batch must be 1 or the base batch {nb} (got {ns})"
+            )
+        n_layers = stack.num_layers if stack is not None else None
+        self.todo = todo = canonical_cells(cells, seq, n_layers)
+        keys = {(c.component, k) for c in todo for k in c.layers}
+        self.src, _, src_last = collect_runs(model, source, keys, None)
+        self.store, self.out, base_last = collect_runs(model, base, keys, stack)
+        for key in sorted(keys - set(sites)):
+            sites[key] = SweepSite(model, *key, self.src[key].shape[-1])
+        for comp, layer, head in {(c.component, c.layers[0], c.head) for c in todo}:
+            sites[(comp, layer)].unit_cols(head)  # raises for a head the component lacks
+        self.base_rows = metric(base_last).float()
+        self.src_value, self.base_value = metric(src_last).float().mean(), self.base_rows.mean()
+        self.rows, known = plan_rows(todo, nb, sites, self.src, self.store, n_layers)
+        self.values = torch.empty(len(todo), nb, device=base_last.device)
+        if known:
+            ci, bi = (torch.tensor(x, device=base_last.device) for x in zip(*known))
+            self.values[ci, bi] = self.base_rows[bi]
+        self.base, self.metric, self.nb, self.ns, self.seq = base, metric, nb, ns, seq
 
-    @staticmethod
-    def _spec(dst, cols, vals, width, device):
-        """``(index, vals)`` for ``index_copy_`` into the flattened activation: rows of
-        ``(rows * positions, width)``, or single elements when only some columns change."""
-        if cols is not None:
-            dst = (dst[:, None] * width + cols).reshape(-1)
-            vals = vals.reshape(-1)
-        return dst.to(device), vals.to(device), cols is None
 
-    def install(self, session: HookSession) -> None:
-        for specs in self.by_layer.values():
-            for site, full, tail in specs:
-                session.on(site.site.module, site.site.hook, self._hook(full, tail))
-
-    def _hook(self, full, tail):
-        q_len = self.q_len
-
-        def patch(act: torch.Tensor) -> torch.Tensor | None:
-            n = act.shape[1]
-            if n == q_len:
-                dst, vals, whole = full
-            elif n == 1:  # the last layer computes the last position only (see .stack)
-                dst, vals, whole = tail
-            else:
-                raise RuntimeError(f"sweep patch: expected {q_len} positions, got {n}")
-            if dst.numel() == 0:
-                return None
-            act = act.clone(memory_format=torch.contiguous_format)
-            flat = act.view(-1, act.shape[-1]) if whole else act.view(-1)
-            flat.index_copy_(0, dst, vals.to(act.dtype))
-            return act
-
-        return patch
+def sweep_stack(model: nn.Module, seq: int, method: str) -> LayerStack | None:
+    """The layer adapter a sweep of ``method`` runs on (None: whole-model runs)."""
+    if method not in ("auto", "stack", "full"):
+        raise ConfigError(f"method {method!r}: choose 'auto', 'stack' or 'full'")
+    stack = layer_stack(model, seq) if method in ("auto", "stack") else None
+    if method == "stack" and stack is None:
+        raise ConfigError(f"no layer adapter for model type {model.config.model_type!r}")
+    return stack
 
 
 def run_cells(
@@ -273,82 +254,50 @@ def run_cells(
     cost in token-layers, for bucketing rows by first position (default per device type:
     :data:`OVERHEAD_TOKENS`; 0 = one bucket per first position, ``inf`` = one bucket).
     """
-    base, source = as_inputs(base), as_inputs(source)
-    (nb, seq), (ns, sseq) = _shape(base), _shape(source)
-    if sseq != seq:
-        raise DimensionMismatchError(
-            f"base and source must have the same length (got {seq} and {sseq})"
-        )
-    if ns not in (1, nb):
-        raise DimensionMismatchError(f"source batch must be 1 or the base batch {nb} (got {ns})")
-    stack = layer_stack(model, seq) if method in ("auto", "stack") else None
-    if method == "stack" and stack is None:
-        raise ConfigError(f"no layer adapter for model type {model.config.model_type!r}")
-    n_layers = stack.num_layers if stack is not None else None
-    todo = []
-    if method not in ("auto", "stack", "full"):
-        raise ConfigError(f"method {method!r}: choose 'auto', 'stack' or 'full'")
-    for c in cells:
-        c = _canonical(c, n_layers) if n_layers else c
-        positions = tuple(sorted({check_position(p, seq) for p in c.positions}))
-        todo.append(Cell(c.component, tuple(sorted(set(c.layers))), positions, c.head))
-    if any(not c.layers for c in todo):
-        raise ConfigError("every cell needs at least one layer")
-    keys = {(c.component, k) for c in todo for k in c.layers}
+    seq = input_shape(sweep_inputs(base))[1]
+    stack = sweep_stack(model, seq, method)
+    sites: dict[tuple[str, int], SweepSite] = {}
     with torch.no_grad():
-        src_store, _, src_last = _collect(model, source, keys, None)
-        base_store, base_out, base_last = _collect(model, base, keys, stack)
-        device = base_last.device
-        sites = {key: _Site(model, *key, src_store[key].shape[-1]) for key in sorted(keys)}
-        for comp, layer, head in {(c.component, c.layers[0], c.head) for c in todo}:
-            sites[(comp, layer)].unit_cols(head)  # raises for a head the component lacks
-        base_rows = metric(base_last).float()
-        src_value, base_value = metric(src_last).float().mean(), base_rows.mean()
-        rows, known = _plan_rows(todo, nb, sites, src_store, base_store, n_layers)
-        values = torch.empty(len(todo), nb, device=device)
-        if known:
-            ci, bi = (torch.tensor(x, device=device) for x in zip(*known))
-            values[ci, bi] = base_rows[bi]
-        plan, overhead = _chunks(
-            rows, stack, model, seq, max_rows, memory_budget, overhead_tokens, device
+        runs = SweepRuns(model, base, source, cells, metric, stack, sites)
+        values, device = runs.values, runs.values.device
+        plan, overhead = plan_chunks(
+            runs.rows, stack, model, seq, max_rows, memory_budget, overhead_tokens, device
         )
-        bar = _bar(progress, plan)
+        bar = progress_bar(progress, sum(work for _, _, work in plan))
         devices = {key: site_device(model, s.site) or device for key, s in sites.items()}
         for q_start, chunk, _ in plan:
-            patches = _Patches(chunk, todo, sites, src_store, ns, q_start, seq, devices)
+            entries = row_entries(chunk, runs.todo, runs.ns)
+            patches = RowPatches(entries, sites, runs.src, seq, q_start, devices.__getitem__)
             row_b = torch.tensor([r.b for r in chunk], device=device)
             if stack is not None:
-                out = _run_stack(
-                    stack, patches, chunk, base_store, base_out, row_b, nb, bar, overhead
-                )
+                out = _run_stack(stack, patches, chunk, runs, row_b, bar, overhead)
             else:
                 with HookSession() as session:
                     patches.install(session)
-                    out = _last_logits(model, _take(base, row_b.to(_input_device(base))))[1]
+                    out = forward_last(model, _take(runs.base, row_b.to(_input_device(runs.base))))[
+                        1
+                    ]
                 if bar is not None:
                     bar.update(len(chunk))
-            vals = metric(out).float()
             cell_ids = torch.tensor([r.cell for r in chunk], device=device)
-            values[cell_ids, row_b] = vals.to(device)
+            values[cell_ids, row_b] = metric(out).float().to(device)
         if bar is not None and progress is True:
             bar.close()
-    return values.mean(dim=1), base_value, src_value
+    return values.mean(dim=1), runs.base_value, runs.src_value
 
 
 def _input_device(inputs: dict[str, torch.Tensor]) -> torch.device:
     return next(iter(inputs.values())).device
 
 
-def _run_stack(stack, patches, chunk, store, base_out, row_b, nb, bar, overhead):
-    cache = base_out.get("cache")  # transformers >= 5.24 (``past_key_values`` before)
-    if cache is None:
-        cache = base_out.get("past_key_values")
+def _run_stack(stack, patches, chunk, runs, row_b, bar, overhead):
+    cache, store = run_cache(runs.out), runs.store
     q_start, q_len, seq = patches.q_start, patches.q_len, patches.seq
     starts = [r.start for r in chunk]
     first, n_layers = starts[0], stack.num_layers
     sample = store[("__in__", first)]
     kwargs = stack.layer_kwargs(q_start, seq, sample.dtype, sample.device)
-    one_base = nb == 1
+    one_base = runs.nb == 1
     hidden, n_active = None, 0
     with HookSession() as session:
         patches.install(session)
@@ -367,7 +316,7 @@ def _run_stack(stack, patches, chunk, store, base_out, row_b, nb, bar, overhead)
                     add = add.index_select(0, row_b[n_active : n_active + n_new])
                 hidden = add if hidden is None else torch.cat([hidden, add], dim=0)
                 n_active += n_new
-            keys, vals = _kv(cache, k)
+            keys, vals = layer_kv(cache, k)
             keys, vals = keys[:, :, :q_start], vals[:, :, :q_start]
             if one_base:
                 keys = keys.expand(n_active, -1, -1, -1)
@@ -381,11 +330,11 @@ def _run_stack(stack, patches, chunk, store, base_out, row_b, nb, bar, overhead)
     return stack.logits(hidden[:, -1])
 
 
-def _bar(progress, plan):
-    """A tqdm bar over modelled work (token-layers plus call overhead), shown as percent."""
+def progress_bar(progress: bool | Any, total: float) -> Any:
+    """A tqdm bar over modelled work (token-layers plus call overhead), shown as percent;
+    ``progress`` may be a tqdm-like object (its ``total`` set if unset); None when off."""
     if progress is False or progress is None:
         return None
-    total = sum(work for _, _, work in plan)
     if progress is not True:
         if getattr(progress, "total", None) is None:
             progress.total = total

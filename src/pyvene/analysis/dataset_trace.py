@@ -22,19 +22,20 @@ import torch
 from torch import nn
 
 from ..interventions.basic import embedding_noise_level
-from .cells import Cell
 from .dataset_run import run_dataset
 from .metrics import token_probability
 from .packed import Job, run_jobs
-from .patching import num_layers, window_layers
+from .patching import component_cells, num_layers, split_grids, window_layers
+from .plots import rome_panels
 from .store import RunStore
 from .tracing import (
     KINDS,
     TraceInputError,
     TraceResult,
     corrupt_embeddings,
-    subject_span,
-    target_token_id,
+    trace_kinds,
+    trace_prompt,
+    trace_windows,
 )
 
 BUCKETS = (
@@ -125,10 +126,14 @@ class DatasetTraceResult:
         return {kind: self.bucket_effects(kind)[0] for kind in self.kinds}
 
     def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
-        """ROME's Figure 2 layout: one panel per kind, buckets as rows, layers as columns."""
-        from .dataset_plots import plot_dataset_trace
-
-        return plot_dataset_trace(self, path)
+        """ROME's Figure 2 layout: one panel per kind, the six buckets as rows, layers as
+        columns, colour = the average indirect effect; saved when ``path`` is given."""
+        return rome_panels(
+            {kind: aie.T for kind, aie in self.aie.items()}, list(BUCKETS), self.layers, window=self.window, label="AIE of p(target)",
+            title="Average indirect effect: {}", size=(max(4.0, 0.18 * len(self.layers) + 3.5), 3.4),
+            suptitle=f"{len(self.traces)} facts traced ({self.n_skipped} skipped: clean "
+            f"prediction not the target), {self.samples} noise samples", path=path,
+        )  # fmt: skip
 
 
 def _params(records, samples, level, seed, window, kinds, layers, filter_correct) -> dict:
@@ -172,10 +177,7 @@ def trace_dataset(
     returned on rank 0 (None on the others).
     """
     records = load_records(records)
-    kinds = list(dict.fromkeys(kinds))
-    bad = [k for k in kinds if k not in KINDS]
-    if bad or not kinds:
-        raise TraceInputError(f"unknown trace kind(s) {bad}; choose from {list(KINDS)}")
+    kinds = trace_kinds(kinds)
     level = noise_level if noise_level is not None else embedding_noise_level(model, noise)
     n_layers = num_layers(model)
     layer_list = list(range(n_layers)) if layers is None else [int(x) for x in layers]
@@ -236,12 +238,12 @@ def _trace_batch(model, tokenizer, records, batch, ctx):
     for i in batch:
         rec = records[i]
         try:
-            target_id = target_token_id(tokenizer, rec["target"])
-            span = subject_span(tokenizer, rec["prompt"], rec["subject"])
+            ids, span, target_id = trace_prompt(
+                tokenizer, rec["prompt"], rec["target"], rec["subject"], device
+            )
         except TraceInputError as exc:
             entries.append(_skip(i, rec, str(exc)))
             continue
-        ids = torch.tensor([tokenizer(rec["prompt"])["input_ids"]], device=device)
         if ctx["filter_correct"]:
             predicted = int(model(input_ids=ids).logits[0, -1].argmax())
             if predicted != target_id:
@@ -249,12 +251,10 @@ def _trace_batch(model, tokenizer, records, batch, ctx):
                 entries.append(_skip(i, rec, f"clean prediction {word!r} is not the target"))
                 continue
         corrupted = corrupt_embeddings(model, ids, span, ctx["samples"], ctx["level"], ctx["seed"])
-        seq = ids.shape[1]
-        cells = [
-            Cell(kind, window_layers(layer, 1 if kind == "block_output" else ctx["window"],
-                                     ctx["n_layers"]), (p,))
-            for kind in ctx["kinds"] for layer in ctx["layers"] for p in range(seq)
-        ]  # fmt: skip
+        runs = {k: [window_layers(x, w, ctx["n_layers"]) for x in ctx["layers"]]
+                for k, w in trace_windows(ctx["kinds"], ctx["window"]).items()}  # fmt: skip
+        positions = range(ids.shape[1])
+        cells = [c for k in ctx["kinds"] for c in component_cells(k, runs[k], positions)[0]]
         metric = token_probability(target_id)
         jobs.append(Job({"inputs_embeds": corrupted}, {"input_ids": ids}, cells, metric))
         kept.append((i, rec, ids, span, target_id))
@@ -262,9 +262,9 @@ def _trace_batch(model, tokenizer, records, batch, ctx):
     if jobs:
         results = run_jobs(model, jobs, method=ctx["method"], memory_budget=ctx["memory_budget"])
         for (i, rec, ids, span, target_id), (values, dirty, clean) in zip(kept, results):
-            grids = values.cpu().view(len(ctx["kinds"]), len(ctx["layers"]), ids.shape[1])
-            for k, kind in enumerate(ctx["kinds"]):
-                tensors[f"{i}/{kind}"] = grids[k].clone()
+            shape = (len(ctx["layers"]), ids.shape[1])
+            grids = split_grids(values.cpu(), dict.fromkeys(ctx["kinds"], shape))
+            tensors.update({f"{i}/{kind}": grid for kind, grid in grids.items()})
             entries.append({
                 "index": i, "status": "ok", "prompt": rec["prompt"], "target": rec["target"],
                 "target_id": target_id, "subject": list(span),

@@ -12,6 +12,8 @@ import torch
 
 
 def is_distributed() -> bool:
+    """True inside an initialized torch.distributed process group (torch.distributed is
+    imported only here, so single-process use never loads it)."""
     import torch.distributed as dist
 
     return dist.is_available() and dist.is_initialized()
@@ -33,6 +35,7 @@ def shard(indices: list[int]) -> list[int]:
 
 
 def barrier() -> None:
+    """Wait for every rank; a no-op outside a process group."""
     if is_distributed():
         import torch.distributed as dist
 

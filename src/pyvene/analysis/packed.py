@@ -27,10 +27,18 @@ import torch
 from torch import nn
 
 from ..hooks import HookSession
-from .cells import Cell, _canonical, _collect, _kv, _last_logits, _shape, _Site, as_inputs
-from .packed_patches import install_patches, patch_specs
-from .planning import OVERHEAD_TOKENS, OVERHEAD_TOKENS_DEFAULT, _buckets, _rows_per_chunk
-from .stack import PrefixKV, layer_stack
+from .cells import (
+    Cell,
+    SweepRuns,
+    forward_last,
+    input_shape,
+    progress_bar,
+    sweep_inputs,
+    sweep_stack,
+)
+from .patches import RowPatches, packed_entries
+from .planning import OVERHEAD_TOKENS, OVERHEAD_TOKENS_DEFAULT, bucket_rows, rows_per_chunk
+from .stack import PrefixKV, layer_kv, run_cache
 
 
 @dataclass
@@ -53,44 +61,16 @@ class _Row:
     q: int  # first position computed, padded coordinates
 
 
-class _Prepared:
-    """One job's collected runs and planned rows."""
+class _Prepared(SweepRuns):
+    """One job's collected runs and planned rows (:class:`.cells.SweepRuns`)."""
 
-    def __init__(self, model, job: Job, index: int, stack, n_layers, sites) -> None:
-        from .planning import _plan_rows
-
-        base, source = as_inputs(job.base), as_inputs(job.source)
-        (nb, seq), (ns, sseq) = _shape(base), _shape(source)
-        if sseq != seq:
-            raise ValueError(f"job {index}: base and source lengths differ ({seq} and {sseq})")
-        if ns not in (1, nb):
-            raise ValueError(f"job {index}: source batch must be 1 or {nb} (got {ns})")
-        todo = []
-        for c in job.cells:
-            c = _canonical(c, n_layers) if n_layers else c
-            positions = tuple(sorted({int(p) % seq for p in c.positions}))
-            todo.append(Cell(c.component, tuple(sorted(set(c.layers))), positions, c.head))
-        if any(not c.layers for c in todo):
-            raise ValueError(f"job {index}: every cell needs at least one layer")
-        keys = {(c.component, k) for c in todo for k in c.layers}
-        self.src, _, src_last = _collect(model, source, keys, None)
-        store, self.out, base_last = _collect(model, base, keys, stack)
-        for key in sorted(keys - set(sites)):
-            sites[key] = _Site(model, *key, self.src[key].shape[-1])
-        for comp, layer, head in {(c.component, c.layers[0], c.head) for c in todo}:
-            sites[(comp, layer)].unit_cols(head)  # raises for a head the component lacks
-        self.base_rows = job.metric(base_last).float()
-        self.src_value = float(job.metric(src_last).float().mean())
-        self.base_value = float(self.base_rows.mean())
-        rows, known = _plan_rows(todo, nb, sites, self.src, store, n_layers)
-        self.rows = [(r.cell, r.b, r.start, r.q) for r in rows]
-        self.inputs = {k: store[k] for k in store if k[0] == "__in__"}
-        self.base, self.todo, self.nb, self.ns, self.seq = base, todo, nb, ns, seq
-        self.metric = job.metric
-        self.values = torch.empty(len(todo), nb, device=base_last.device)
-        if known:
-            ci, bi = (torch.tensor(x, device=base_last.device) for x in zip(*known))
-            self.values[ci, bi] = self.base_rows[bi]
+    def __init__(self, model, job: Job, index: int, stack, sites) -> None:
+        super().__init__(
+            model, job.base, job.source, job.cells, job.metric, stack, sites, f"job {index}: "
+        )
+        self.rows = [(r.cell, r.b, r.start, r.q) for r in self.rows]
+        self.inputs = {k: v for k, v in self.store.items() if k[0] == "__in__"}
+        self.src_value, self.base_value = float(self.src_value), float(self.base_value)
 
 
 def run_jobs(
@@ -109,17 +89,11 @@ def run_jobs(
     runs, rows of equal-length jobs packed)."""
     if not jobs:
         return []
-    seqs = [_shape(as_inputs(j.base))[1] for j in jobs]
-    T = max(seqs)
-    stack = layer_stack(model, T) if method in ("auto", "stack") else None
-    if method == "stack" and stack is None:
-        raise ValueError(f"no layer adapter for model type {model.config.model_type!r}")
-    if method not in ("auto", "stack", "full"):
-        raise ValueError(f"method {method!r}: choose from ['auto', 'stack', 'full']")
-    n_layers = stack.num_layers if stack is not None else None
+    T = max(input_shape(sweep_inputs(j.base))[1] for j in jobs)
+    stack = sweep_stack(model, T, method)
     sites: dict = {}
     with torch.no_grad():
-        preps = [_Prepared(model, j, i, stack, n_layers, sites) for i, j in enumerate(jobs)]
+        preps = [_Prepared(model, j, i, stack, sites) for i, j in enumerate(jobs)]
         device = preps[0].values.device
         overhead = overhead_tokens
         if overhead is None:
@@ -171,7 +145,7 @@ class _Packed:
         self.inputs, self.keys, self.values = [], [], []
         for k in range(stack.num_layers):
             self.inputs.append(_pad([p.inputs[("__in__", k)] for p in preps], offs, T, 1))
-            kv = [_kv(_cache(p.out), k) for p in preps]
+            kv = [layer_kv(run_cache(p.out), k) for p in preps]
             self.keys.append(_pad([x[0] for x in kv], offs, T, 2))
             self.values.append(_pad([x[1] for x in kv], offs, T, 2))
 
@@ -182,11 +156,6 @@ def _cumsum(sizes: list[int]) -> list[int]:
         out.append(total)
         total += s
     return out
-
-
-def _cache(out: Any) -> Any:
-    cache = out.get("cache")  # transformers >= 5.24 (``past_key_values`` before)
-    return cache if cache is not None else out.get("past_key_values")
 
 
 def _store_values(chunk, preps, logits) -> None:
@@ -201,19 +170,6 @@ def _store_values(chunk, preps, logits) -> None:
         prep.values[ci, bi] = vals.to(prep.values.device)
 
 
-def _bar(progress, total):
-    if progress is False or progress is None:
-        return None
-    if progress is not True:
-        if getattr(progress, "total", None) is None:
-            progress.total = total
-        return progress
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="patching", leave=False, dynamic_ncols=True,
-                bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")  # fmt: skip
-
-
 def _run_stacked(model, stack, preps, sites, T, max_rows, budget, overhead, progress):
     packed = _Packed(preps, sites, stack, T)
     rows = [
@@ -221,13 +177,13 @@ def _run_stacked(model, stack, preps, sites, T, max_rows, budget, overhead, prog
     ]
     n_layers = stack.num_layers
     plan = []
-    for q_start, members in _buckets(
-        rows, T, n_layers, lambda n: _rows_per_chunk(model, n, max_rows, budget), overhead
+    for q_start, members in bucket_rows(
+        rows, T, n_layers, lambda n: rows_per_chunk(model, n, max_rows, budget), overhead
     ):
         members.sort(key=lambda r: (r.start, r.job, r.cell, r.b))
-        per = _rows_per_chunk(model, T - q_start, max_rows, budget)
+        per = rows_per_chunk(model, T - q_start, max_rows, budget)
         plan.extend((q_start, members[i : i + per]) for i in range(0, len(members), per))
-    bar = _bar(progress, sum((n_layers - c[0].start) * len(c) * (T - q) for q, c in plan))
+    bar = progress_bar(progress, sum((n_layers - c[0].start) * len(c) * (T - q) for q, c in plan))
     for q_start, chunk in plan:
         logits = _stack_chunk(stack, preps, sites, packed, q_start, chunk, bar)
         _store_values(chunk, preps, logits)
@@ -250,11 +206,13 @@ def _stack_chunk(stack, preps, sites, packed, q_start, chunk, bar):
     mask = mask.masked_fill(~allowed, torch.finfo(dtype).min)[:, None]  # (R, 1, q_len, T)
     pos = (q[None, :] - off[:, None]).clamp(min=0)  # (R, q_len)
     rotary = stack.position_embeddings(pos, dtype)  # None, (cos, sin) or {layer type: ...}
-    specs = patch_specs(chunk, preps, sites, packed, q_start, device)
+    patches = RowPatches(
+        packed_entries(chunk, preps, packed), sites, packed.src, T, q_start, lambda _: device
+    )
     starts = [r.start for r in chunk]
     hidden, n_active = None, 0
     with HookSession() as session:
-        install_patches(session, specs, q_len)
+        patches.install(session)
         if q_len > 1:  # the last layer: attention output and MLP of the last position only
             for module in stack.tail_modules(stack.num_layers - 1):
                 session.on_input(module, lambda t: t[:, -1:])
@@ -298,9 +256,9 @@ def _run_full(model, preps, sites, max_rows, budget, progress):
     plan = []
     for seq, members in sorted(groups.items()):
         rows = [_Row(i, c, b, s, q) for i, j in enumerate(members) for c, b, s, q in preps[j].rows]
-        per = _rows_per_chunk(model, seq, max_rows, budget)
+        per = rows_per_chunk(model, seq, max_rows, budget)
         plan.extend((members, rows[i : i + per]) for i in range(0, len(rows), per))
-    bar = _bar(progress, sum(len(c) for _, c in plan))
+    bar = progress_bar(progress, sum(len(c) for _, c in plan))
     packs: dict[int, _Packed] = {}
     for members, chunk in plan:
         group = [preps[j] for j in members]
@@ -308,11 +266,12 @@ def _run_full(model, preps, sites, max_rows, budget, progress):
         if seq not in packs:
             packs = {seq: _Packed(group, sites, None, seq)}  # one group's stores at a time
         device = group[0].values.device
-        specs = patch_specs(chunk, group, sites, packs[seq], 0, device)
+        entries = packed_entries(chunk, group, packs[seq])
+        patches = RowPatches(entries, sites, packs[seq].src, seq, 0, lambda _, d=device: d)
         inputs = _gather_inputs(chunk, group)
         with HookSession() as session:
-            install_patches(session, specs, seq)
-            logits = _last_logits(model, inputs)[1]
+            patches.install(session)
+            logits = forward_last(model, inputs)[1]
         _store_values(chunk, group, logits)
         if bar is not None:
             bar.update(len(chunk))

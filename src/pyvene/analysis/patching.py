@@ -7,6 +7,7 @@ Every cell equals a per-cell :class:`pyvene.IntervenableModel` run that copies t
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,9 +18,10 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..families import family_of, resolve_site
-from .cells import Cell, _shape, as_inputs, check_position, run_cells
+from .cells import Cell, check_position, input_shape, run_cells, sweep_inputs
 from .display import HeatmapDisplay
 from .metrics import as_metric
+from .plots import plot_sweep
 
 
 @dataclass
@@ -44,8 +46,6 @@ class SweepResult(HeatmapDisplay):
     def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
         """One heatmap panel per component (:func:`~pyvene.analysis.plot_sweep`); saved when
         ``path`` is given. Notebooks show it when the result is displayed."""
-        from .plots import plot_sweep
-
         return plot_sweep(self, path)
 
     def summary(self) -> str:
@@ -69,6 +69,8 @@ def window_layers(layer: int, window: int, n_layers: int) -> tuple[int, ...]:
 
 
 def num_layers(model: nn.Module) -> int:
+    """Number of layers of ``model`` from its family table; sweeps over abstract components
+    need one, so a model without a family is refused with :class:`ConfigError`."""
     family = family_of(model)
     if family is None:
         raise ConfigError(
@@ -113,63 +115,73 @@ def patching_sweep(
     metric = as_metric(metric)
     comps = [components] if isinstance(components, str) else list(components)
     n_layers = num_layers(model)
-    _, seq = _shape(as_inputs(base))
+    _, seq = input_shape(sweep_inputs(base))
     layers = list(range(n_layers)) if layers is None else [int(x) for x in layers]
     if not layers or not comps:
         raise ConfigError(f"a sweep needs layers and components, got {layers} and {comps}")
-    cells: list[Cell] = []
-    slots: list[tuple[str, tuple[int, ...]]] = []
-    shapes: dict[str, tuple[int, ...]] = {}
-    head_list: list[int] | None = None
     pos_list = (
         list(range(seq)) if positions is None else [check_position(p, seq) for p in positions]
     )
     windows = window if isinstance(window, dict) else dict.fromkeys(comps, window)
+    cells: list[Cell] = []
+    shapes: dict[str, tuple[int, ...]] = {}
+    head_list: list[int] | None = None
     for comp in comps:
-        window = int(windows.get(comp, 1))
         site = resolve_site(model, layers[0], comp)
+        comp_heads = None
         if site.is_head:
-            head_list = list(range(site.heads)) if heads is None else [int(h) for h in heads]
-            by_pos = bool(per_position)
-            for li, layer in enumerate(layers):
-                lays = window_layers(layer, window, n_layers)
-                for hi, h in enumerate(head_list):
-                    if by_pos:
-                        for pi, p in enumerate(pos_list):
-                            cells.append(Cell(comp, lays, (p,), h))
-                            slots.append((comp, (li, hi, pi)))
-                    else:
-                        cells.append(Cell(comp, lays, tuple(pos_list), h))
-                        slots.append((comp, (li, hi)))
-            shape = (len(layers), len(head_list)) + ((len(pos_list),) if by_pos else ())
-        else:
-            if per_position is False:
-                for li, layer in enumerate(layers):
-                    cells.append(
-                        Cell(comp, window_layers(layer, window, n_layers), tuple(pos_list))
-                    )
-                    slots.append((comp, (li,)))
-                shape = (len(layers),)
-            else:
-                for li, layer in enumerate(layers):
-                    lays = window_layers(layer, window, n_layers)
-                    for pi, p in enumerate(pos_list):
-                        cells.append(Cell(comp, lays, (p,)))
-                        slots.append((comp, (li, pi)))
-                shape = (len(layers), len(pos_list))
-        shapes[comp] = shape
+            comp_heads = list(range(site.heads)) if heads is None else [int(h) for h in heads]
+            head_list = comp_heads
+        runs = [window_layers(layer, int(windows.get(comp, 1)), n_layers) for layer in layers]
+        comp_cells, shapes[comp] = component_cells(comp, runs, pos_list, comp_heads, per_position)
+        cells.extend(comp_cells)
     vals, base_v, src_v = run_cells(
         model, base, source, cells, metric,
         method=method, max_rows=max_rows, memory_budget=memory_budget, progress=progress,
     )  # fmt: skip
-    vals = vals.cpu()
-    out = {comp: torch.empty(shape) for comp, shape in shapes.items()}
-    for (comp, idx), v in zip(slots, vals):
-        out[comp][idx] = v
     return SweepResult(
-        out, layers, pos_list, head_list, float(base_v), float(src_v),
+        split_grids(vals.cpu(), shapes), layers, pos_list, head_list, float(base_v), float(src_v),
         meta={"window": windows, "metric": getattr(metric, "__name__", "metric")},
     )  # fmt: skip
+
+
+def component_cells(
+    comp: str,
+    runs: Sequence[tuple[int, ...]],
+    positions: Sequence[int],
+    heads: Sequence[int] | None = None,
+    per_position: bool | None = None,
+) -> tuple[list[Cell], tuple[int, ...]]:
+    """The cells of one component in grid order (row-major) and the grid's shape: one row
+    per layer run (``runs``). A head component (``heads`` given) gives ``(runs, heads)`` at
+    all positions together, or ``(runs, heads, positions)`` with ``per_position``; any
+    other ``(runs, positions)``, or ``(runs,)`` at all positions together when
+    ``per_position`` is False."""
+    together = tuple(positions)
+    if heads is not None:
+        if per_position:
+            cells = [Cell(comp, lays, (p,), h) for lays in runs for h in heads for p in positions]
+            return cells, (len(runs), len(heads), len(positions))
+        return [Cell(comp, lays, together, h) for lays in runs for h in heads], (
+            len(runs),
+            len(heads),
+        )
+    if per_position is False:
+        return [Cell(comp, lays, together) for lays in runs], (len(runs),)
+    return [Cell(comp, lays, (p,)) for lays in runs for p in positions], (len(runs), len(positions))
+
+
+def split_grids(
+    values: torch.Tensor, shapes: dict[str, tuple[int, ...]]
+) -> dict[str, torch.Tensor]:
+    """Consecutive slices of the cell values, one grid per component in ``shapes`` order
+    (cells laid out as :func:`component_cells` returns them)."""
+    grids, at = {}, 0
+    for comp, shape in shapes.items():
+        n = math.prod(shape)
+        grids[comp] = values[at : at + n].reshape(shape).clone()
+        at += n
+    return grids
 
 
 def head_sweep(

@@ -20,16 +20,19 @@ OVERHEAD_TOKENS_DEFAULT = 4096
 
 
 @dataclass(frozen=True)
-class _Row:
+class Row:
+    """A (cell, base example) row a sweep computes, from layer ``start`` and position ``q``."""
+
     cell: int  # index into the canonical cells
     b: int  # base example
     start: int  # first layer computed (stack)
     q: int  # first position not known to equal the base run
 
 
-def _plan_rows(todo, nb, sites, src, base, n_layers):
+def plan_rows(todo, nb, sites, src, base, n_layers):
     """The rows to compute, and the (cell, b) rows that equal the base run."""
-    tables = {key: sites[key].differs(src[key], base[key]) for key in sites}
+    keys = {(c.component, k) for c in todo for k in c.layers}
+    tables = {key: sites[key].differs(src[key], base[key]) for key in keys}
     rows, known = [], []
     for i, cell in enumerate(todo):
         start = min(cell.layers) if n_layers else 0
@@ -46,14 +49,14 @@ def _plan_rows(todo, nb, sites, src, base, n_layers):
             if q is None:
                 known.append((i, b))
             else:
-                rows.append(_Row(i, b, start, q))
+                rows.append(Row(i, b, start, q))
     return rows, known
 
 
-def _buckets(rows: list[_Row], seq: int, n_layers: int, rows_per, overhead: float):
+def bucket_rows(rows: list[Row], seq: int, n_layers: int, rows_per, overhead: float):
     """Partition rows by first position into buckets (contiguous ranges of ``q``) that
     minimise modelled cost: computed token-layers plus ``overhead`` per layer call."""
-    by_q: dict[int, list[_Row]] = defaultdict(list)
+    by_q: dict[int, list[Row]] = defaultdict(list)
     for r in rows:
         by_q[r.q].append(r)
     qs = sorted(by_q)
@@ -85,12 +88,12 @@ def _buckets(rows: list[_Row], seq: int, n_layers: int, rows_per, overhead: floa
     return out[::-1]
 
 
-def _chunks(rows, stack, model, seq, max_rows, budget, overhead, device):
+def plan_chunks(rows, stack, model, seq, max_rows, budget, overhead, device):
     """``[(q_start, rows, work)]``, the batches to run (rows sorted by first layer), and the
     call overhead in token-layers (``work`` counts token-layers plus overhead per call)."""
 
     def rows_per(q_len: int) -> int:
-        return _rows_per_chunk(model, q_len, max_rows, budget)
+        return rows_per_chunk(model, q_len, max_rows, budget)
 
     if overhead is None:
         overhead = OVERHEAD_TOKENS.get(torch.device(device).type, OVERHEAD_TOKENS_DEFAULT)
@@ -103,7 +106,7 @@ def _chunks(rows, stack, model, seq, max_rows, budget, overhead, device):
         ], overhead
     n_layers = stack.num_layers
     plan = []
-    for q_start, members in _buckets(rows, seq, n_layers, rows_per, overhead):
+    for q_start, members in bucket_rows(rows, seq, n_layers, rows_per, overhead):
         members.sort(key=lambda r: (r.start, r.cell, r.b))
         per = rows_per(seq - q_start)
         for i in range(0, len(members), per):
@@ -115,7 +118,8 @@ def _chunks(rows, stack, model, seq, max_rows, budget, overhead, device):
     return plan, overhead
 
 
-def _rows_per_chunk(model, q_len: int, max_rows: int | None, budget: int) -> int:
+def rows_per_chunk(model, q_len: int, max_rows: int | None, budget: int) -> int:
+    """How many rows of ``q_len`` positions fit the memory ``budget`` (or ``max_rows``)."""
     if max_rows:
         return int(max_rows)
     cfg = model.config

@@ -12,15 +12,15 @@ import torch
 from ..errors import ConfigError, DimensionMismatchError
 
 FORMATS = ("png", "svg", "pdf")
-_TITLES = {
+TITLES = {
     "block_output": "Restoring single hidden states",
     "mlp_output": "Restoring a run of {w} MLP layers",
     "attention_output": "Restoring a run of {w} attention layers",
 }
-_CMAPS = {"block_output": "Purples", "mlp_output": "Greens", "attention_output": "Reds"}
+CMAPS = {"block_output": "Purples", "mlp_output": "Greens", "attention_output": "Reds"}
 
 
-def _pyplot():
+def pyplot_agg() -> Any:
     """pyplot on the Agg backend, for callers that want pyplot figures (ours use _figure)."""
     import matplotlib
 
@@ -96,29 +96,46 @@ def save_figure(fig: Any, path: str | os.PathLike[str]) -> None:
     fig.savefig(path, format=ext, bbox_inches="tight", dpi=150 if ext == "png" else None)
 
 
-def plot_trace(result: Any, path: str | os.PathLike[str] | None = None) -> Any:
-    """The ROME panels side by side (hidden states, MLP run, attention run) for a
-    :class:`~pyvene.analysis.tracing.TraceResult`; subject tokens marked with ``*``."""
-    kinds = list(result.grids)
-    width = max(4.0, 0.2 * len(result.layers) + 2.5)
-    fig = _figure(figsize=(width * len(kinds), 0.35 * len(result.tokens) + 1.8))
-    axes = fig.subplots(1, len(kinds), squeeze=False)
-    marked = range(*result.subject)
-    for ax, kind in zip(axes[0], kinds):
-        title = _TITLES.get(kind, kind).format(w=result.window)
+def rome_panels(
+    grids: dict[str, torch.Tensor],
+    rows: Sequence[str],
+    layers: Sequence[int],
+    *,
+    window: int,
+    label: str,
+    suptitle: str,
+    size: tuple[float, float],
+    title: str = "{}",
+    highlight: Sequence[int] = (),
+    path: str | os.PathLike[str] | None = None,
+) -> Any:
+    """ROME's panels side by side, one per grid kind (hidden states, MLP run, attention
+    run), each ``size`` (width, height) inches: :data:`TITLES` (``window`` filled in, then
+    put in ``title``) and :data:`CMAPS` per kind. Returns the figure; saves it to ``path``."""
+    fig = _figure(figsize=(size[0] * len(grids), size[1]))
+    axes = fig.subplots(1, len(grids), squeeze=False)
+    for ax, (kind, grid) in zip(axes[0], grids.items()):
         plot_heatmap(
-            result.grids[kind], result.tokens, result.layers, ax=ax, title=title,
-            cmap=_CMAPS.get(kind, "Purples"), label=f"p({result.target.strip()})",
-            highlight=marked,
+            grid, rows, layers, ax=ax, title=title.format(TITLES.get(kind, kind).format(w=window)),
+            cmap=CMAPS.get(kind, "Purples"), label=label, highlight=highlight,
         )  # fmt: skip
-    fig.suptitle(
-        f"p(clean)={result.clean_prob:.3f}  p(corrupted)={result.corrupted_prob:.3f}  "
-        f"({result.samples} noise samples)", fontsize=9,
-    )  # fmt: skip
+    fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout()
     if path is not None:
         save_figure(fig, path)
     return fig
+
+
+def plot_trace(result: Any, path: str | os.PathLike[str] | None = None) -> Any:
+    """The ROME panels side by side (hidden states, MLP run, attention run) for a
+    :class:`~pyvene.analysis.tracing.TraceResult`; subject tokens marked with ``*``."""
+    return rome_panels(
+        result.grids, result.tokens, result.layers, window=result.window,
+        label=f"p({result.target.strip()})", highlight=range(*result.subject), path=path,
+        size=(max(4.0, 0.2 * len(result.layers) + 2.5), 0.35 * len(result.tokens) + 1.8),
+        suptitle=f"p(clean)={result.clean_prob:.3f}  p(corrupted)={result.corrupted_prob:.3f}  "
+        f"({result.samples} noise samples)",
+    )  # fmt: skip
 
 
 def plot_sweep(result: Any, path: str | os.PathLike[str] | None = None, tokens=None) -> Any:

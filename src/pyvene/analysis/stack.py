@@ -187,3 +187,17 @@ def layer_stack(model: nn.Module, seq_len: int) -> LayerStack | None:
     if stack_unavailable(model, seq_len) is not None:
         return None
     return LayerStack(model, family_of(model).stack)
+
+
+def run_cache(out: Any) -> Any:
+    """The key/value cache of a model output (``cache`` in transformers >= 5.24,
+    ``past_key_values`` before)."""
+    cache = out.get("cache")
+    return cache if cache is not None else out.get("past_key_values")
+
+
+def layer_kv(cache: Any, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The keys and values of ``layer`` in a cache (``layers`` API or the older lists)."""
+    if hasattr(cache, "layers"):
+        return cache.layers[layer].keys, cache.layers[layer].values
+    return cache.key_cache[layer], cache.value_cache[layer]

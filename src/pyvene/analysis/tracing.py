@@ -26,6 +26,7 @@ from ..interventions.basic import embedding_noise_level
 from .display import HeatmapDisplay
 from .metrics import token_probability
 from .patching import num_layers, patching_sweep
+from .plots import plot_trace
 
 KINDS = ("block_output", "mlp_output", "attention_output")
 
@@ -59,8 +60,6 @@ class TraceResult(HeatmapDisplay):
     def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
         """ROME's panels side by side (:func:`~pyvene.analysis.plot_trace`); saved when
         ``path`` is given. Notebooks show it when the result is displayed."""
-        from .plots import plot_trace
-
         return plot_trace(self, path)
 
     def summary(self) -> str:
@@ -129,6 +128,33 @@ def corrupt_embeddings(
     return out
 
 
+def trace_kinds(kinds: Sequence[str]) -> list[str]:
+    """The grid kinds of a trace (duplicates dropped), each one of :data:`KINDS`."""
+    kinds = list(dict.fromkeys(kinds))
+    if not kinds:
+        raise TraceInputError(f"no trace kinds given; choose from {list(KINDS)}")
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        raise TraceInputError(f"unknown trace kind(s) {bad}; choose from {list(KINDS)}")
+    return kinds
+
+
+def trace_windows(kinds: Sequence[str], window: int) -> dict[str, int]:
+    """How many layers each kind restores together: hidden states one, MLP / attention a
+    run of ``window`` (ROME)."""
+    return {k: 1 if k == "block_output" else window for k in kinds}
+
+
+def trace_prompt(
+    tokenizer: Any, prompt: str, target: str, subject: str, device: torch.device
+) -> tuple[torch.Tensor, tuple[int, int], int]:
+    """``(ids (1, seq) on device, subject span, target id)`` of one fact to trace."""
+    target_id = target_token_id(tokenizer, target)
+    span = subject_span(tokenizer, prompt, subject)
+    ids = torch.tensor([tokenizer(prompt)["input_ids"]], device=device)
+    return ids, span, target_id
+
+
 def causal_trace(
     model: nn.Module,
     tokenizer: Any,
@@ -153,16 +179,8 @@ def causal_trace(
     with an absolute scale. ``samples`` seeded noise samples are averaged. ``window`` layers
     are restored together for the mlp/attention grids. ``kinds``: which grids.
     """
-    kinds = list(dict.fromkeys(kinds))
-    if not kinds:
-        raise TraceInputError(f"no trace kinds given; choose from {list(KINDS)}")
-    bad = [k for k in kinds if k not in KINDS]
-    if bad:
-        raise TraceInputError(f"unknown trace kind(s) {bad}; choose from {list(KINDS)}")
-    target_id = target_token_id(tokenizer, target)
-    span = subject_span(tokenizer, prompt, subject)
-    device = input_device(model)
-    ids = torch.tensor([tokenizer(prompt)["input_ids"]], device=device)
+    kinds = trace_kinds(kinds)
+    ids, span, target_id = trace_prompt(tokenizer, prompt, target, subject, input_device(model))
     level = noise_level if noise_level is not None else embedding_noise_level(model, noise)
     with torch.no_grad():
         corrupted = corrupt_embeddings(model, ids, span, samples, level, seed)
@@ -171,7 +189,7 @@ def causal_trace(
     layer_list = list(range(n_layers)) if layers is None else list(layers)
     res = patching_sweep(
         model, {"inputs_embeds": corrupted}, {"input_ids": ids}, metric, kinds, layer_list,
-        window={k: 1 if k == "block_output" else window for k in kinds}, method=method,
+        window=trace_windows(kinds, window), method=method,
         memory_budget=memory_budget, progress=progress,
     )  # fmt: skip
     grids = {kind: res[kind] for kind in kinds}

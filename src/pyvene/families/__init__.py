@@ -2,12 +2,18 @@
 module, the hook side, the slice of the last dim, the head split and the width.
 
 Any module of any nn.Module also works by path: ``"h.3.mlp.output"`` or ``"h[3].mlp.input"``.
+Other resolvers (the original API's ``pv.type_to_module_mapping``, in :mod:`pyvene.models`)
+plug in through :func:`register_site_resolver`; this package never imports them.
+
+HookSite: one resolved place to hook (module, side, last-dim slice, head split, width).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -75,12 +81,16 @@ def base_model_of(model: nn.Module) -> tuple[nn.Module, str]:
 
 
 def family_of(model: nn.Module) -> Family | None:
+    """The registered family table for ``model.config.model_type``, or None (then components
+    are module paths)."""
     config = getattr(model, "config", None)
     model_type = getattr(config, "model_type", None)
     return FAMILIES.get(model_type) if model_type else None
 
 
 def components_of(model: nn.Module) -> list[str]:
+    """Sorted abstract component names of ``model``'s family (empty without a family); used in
+    error messages and CLI checks."""
     family = family_of(model)
     return sorted(family.components) if family else []
 
@@ -139,13 +149,30 @@ def missing_component_message(model: nn.Module, family: Family, component: str) 
     return msg + " Any module also works by path: '<module path>.input' or '.output'."
 
 
-def resolve_site(model: nn.Module, layer: int, component: str) -> HookSite:
-    """Resolve an abstract component (via the family table) or a module path."""
-    from .legacy_mapping import legacy_site  # pv.type_to_module_mapping entries users assigned
+SiteResolver = Callable[[nn.Module, Any, str], "HookSite | None"]
+_RESOLVERS: list[SiteResolver] = []
 
-    legacy = legacy_site(model, layer, component)
-    if legacy is not None:
-        return legacy
+
+def register_site_resolver(resolver: SiteResolver) -> SiteResolver:
+    """Ask ``resolver(model, layer, component)`` before the family tables on every lookup; it
+    returns a HookSite, or None to pass. Registering the same function twice is a no-op."""
+    if resolver not in _RESOLVERS:
+        _RESOLVERS.append(resolver)
+    return resolver
+
+
+def resolve_site(model: nn.Module, layer: int, component: str) -> HookSite:
+    """Resolve a component: registered resolvers first, then the family table or a module
+    path (:func:`resolve_table_site`)."""
+    for resolver in _RESOLVERS:
+        site = resolver(model, layer, component)
+        if site is not None:
+            return site
+    return resolve_table_site(model, layer, component)
+
+
+def resolve_table_site(model: nn.Module, layer: int, component: str) -> HookSite:
+    """Resolve an abstract component via the family table, or a module path."""
     family = family_of(model)
     if family is None or component not in family.components:
         if is_module_path(component):
@@ -196,7 +223,9 @@ __all__ = [
     "Component",
     "HookSite",
     "register_family",
+    "register_site_resolver",
     "resolve_site",
+    "resolve_table_site",
     "components_of",
     "family_of",
     "base_model_of",

@@ -1,7 +1,10 @@
 """What a model family is: a declarative table of components (module path relative to the HF
 base model, hook on input or output, slice of the last dim, head split, width), keyed by
 ``config.model_type``. One table serves XModel, XForCausalLM and XForSequenceClassification
-because paths are relative to ``model.base_model``."""
+because paths are relative to ``model.base_model``.
+
+Component: one named entry of a family table (a recipe), which :func:`pyvene.families.resolve_site`
+turns into a :class:`~pyvene.families.HookSite` for one model and layer."""
 
 from __future__ import annotations
 
@@ -95,7 +98,6 @@ class Family:
     model_types: tuple[str, ...]
     num_layers: ConfigFn
     components: dict[str, Component]
-    layers_path: str = "layers"
     notes: dict[str, str] = field(default_factory=dict)
     # Default for every component (see Component.root / Component.config_path): llava's
     # language model lives at ``language_model`` and reads its dims from ``text_config``.
@@ -135,10 +137,12 @@ def attr(*names: str) -> ConfigFn:
 
 
 def num_heads(config: Any) -> int:
+    """Number of attention (query) heads from an HF config, whatever the family calls it."""
     return attr("num_attention_heads", "n_head", "num_heads")(config)
 
 
 def num_kv_heads(config: Any) -> int:
+    """Number of key/value heads (fewer than query heads under GQA; equal when unset)."""
     value = getattr(config, "num_key_value_heads", None)
     return int(value) if value is not None else num_heads(config)
 

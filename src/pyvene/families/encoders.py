@@ -56,7 +56,6 @@ BERT = Family(
     name="bert",
     model_types=("bert", "roberta"),
     num_layers=attr("num_hidden_layers"),
-    layers_path="encoder.layer",
     components=bert_components("intermediate_act_fn"),
     no_stack=_NO_STACK,
 )
@@ -65,7 +64,6 @@ ESM = Family(
     name="esm",
     model_types=("esm",),
     num_layers=attr("num_hidden_layers"),
-    layers_path="encoder.layer",
     components=bert_components(None),
     no_stack=_NO_STACK,
 )

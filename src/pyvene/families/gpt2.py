@@ -34,7 +34,6 @@ GPT2 = Family(
     name="gpt2",
     model_types=("gpt2",),
     num_layers=attr("n_layer"),
-    layers_path="h",
     components={
         "block_input": Component("h.{layer}", "input", _d),
         "block_output": Component("h.{layer}", "output", _d),

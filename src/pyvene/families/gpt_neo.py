@@ -25,7 +25,6 @@ GPT_NEO = Family(
     name="gpt_neo",
     model_types=("gpt_neo",),
     num_layers=attr("num_layers"),
-    layers_path="h",
     components={
         "block_input": Component("h.{layer}", "input", _d),
         "block_output": Component("h.{layer}", "output", _d),

@@ -62,7 +62,6 @@ LLAMA = Family(
         "olmo2",
     ),
     num_layers=attr("num_hidden_layers"),
-    layers_path="layers",
     components=LLAMA_COMPONENTS,
     stack=StackSpec("layers", ("norm",), rotary="rotary_emb", softcap="final_logit_softcapping"),
 )

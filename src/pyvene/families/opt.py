@@ -29,7 +29,6 @@ OPT = Family(
     name="opt",
     model_types=("opt",),
     num_layers=attr("num_hidden_layers"),
-    layers_path="decoder.layers",
     components={
         "block_input": Component(_L, "input", _d),
         "block_output": Component(_L, "output", _d),

@@ -20,7 +20,6 @@ MLP = Family(
     name="mlp",
     model_types=("mlp",),
     num_layers=attr("n_layer"),
-    layers_path="h",
     components={
         "block_input": Component("h.{layer}", "input", _h),
         "block_output": Component("h.{layer}", "output", _h),
@@ -70,7 +69,6 @@ GRU = Family(
     name="gru",
     model_types=("gru",),
     num_layers=attr("n_layer"),
-    layers_path="cells",
     components={
         "block_input": Component("layer_inputs.{layer}", "output", _h),
         "block_output": Component("layer_outputs.{layer}", "output", _h),

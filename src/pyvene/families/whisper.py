@@ -9,6 +9,8 @@ _d = attr("d_model")
 
 
 def whisper_components(root: str, side: str) -> dict[str, Component]:
+    """Component table of one Whisper stack (``side`` "encoder" or "decoder" under ``root``):
+    the two stacks share a layout but read their sizes from different config fields."""
     heads = attr(f"{side}_attention_heads")
     ffn = attr(f"{side}_ffn_dim")
     layers = attr(f"{side}_layers")
@@ -44,7 +46,6 @@ WHISPER = Family(
     name="whisper",
     model_types=("whisper",),
     num_layers=attr("encoder_layers"),
-    layers_path="encoder.layers",
     components={
         **whisper_components("encoder", "encoder"),
         **{f"decoder.{k}": v for k, v in whisper_components("decoder", "decoder").items()},

@@ -1,5 +1,6 @@
-"""Intervention classes: the contract and registry (base), parameter-free ones (basic),
-rotations / DAS (rotation), masks, autoencoders and LoRA."""
+"""Intervention classes: the contract (base), the name registry (registry), the swap primitive
+(swapping), parameter-free ones (basic), rotations / DAS (rotation), masks, autoencoders and
+LoRA."""
 
 from typing import Any
 
@@ -26,10 +27,6 @@ from .base import (
 )
 from .base import SourcelessIntervention as SourcelessIntervention
 from .base import TrainableIntervention as TrainableIntervention
-from .base import _do_intervention_by_swap as _do_intervention_by_swap
-from .base import get_intervention_class as get_intervention_class
-from .base import register as register
-from .base import registered_interventions as registered_interventions
 from .basic import AdditionIntervention as AdditionIntervention
 from .basic import CollectIntervention as CollectIntervention
 from .basic import LambdaIntervention as LambdaIntervention
@@ -41,6 +38,9 @@ from .basic import ZeroIntervention as ZeroIntervention
 from .basic import embedding_noise_level as embedding_noise_level
 from .lora import LoRAIntervention as LoRAIntervention
 from .masks import SigmoidMaskIntervention as SigmoidMaskIntervention
+from .registry import get_intervention_class as get_intervention_class
+from .registry import register as register
+from .registry import registered_interventions as registered_interventions
 from .rotation import (
     BoundlessRotatedSpaceIntervention as BoundlessRotatedSpaceIntervention,
 )
@@ -53,6 +53,7 @@ from .rotation import RotateLayer as RotateLayer
 from .rotation import (
     SigmoidMaskRotatedSpaceIntervention as SigmoidMaskRotatedSpaceIntervention,
 )
+from .swapping import do_intervention_by_swap as _do_intervention_by_swap
 
 
 def __getattr__(name: str) -> Any:

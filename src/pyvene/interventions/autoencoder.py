@@ -9,7 +9,9 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, DimensionMismatchError
-from .base import TrainableIntervention, broadcast_source, dims_mask, register, subspace_dims
+from .base import TrainableIntervention
+from .registry import register
+from .swapping import broadcast_source, dims_mask, subspace_dims
 
 
 class AutoencoderLayer(nn.Module):

@@ -15,9 +15,9 @@ from .base import (
     ConstantSourceIntervention,
     Intervention,
     LocalistRepresentationIntervention,
-    register,
-    swap,
 )
+from .registry import register
+from .swapping import swap
 
 
 class _SwapMixin:

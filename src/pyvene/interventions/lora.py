@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 from torch import nn
 
 from ..errors import ConfigError, DimensionMismatchError
-from .base import TrainableIntervention, register
+from .base import TrainableIntervention
+from .registry import register
 
 
 @register()

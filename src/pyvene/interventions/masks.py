@@ -8,12 +8,9 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, DimensionMismatchError
-from .base import (
-    LocalistRepresentationIntervention,
-    TrainableIntervention,
-    broadcast_source,
-    register,
-)
+from .base import LocalistRepresentationIntervention, TrainableIntervention
+from .registry import register
+from .swapping import broadcast_source
 
 
 @register()

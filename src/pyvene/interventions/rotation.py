@@ -33,11 +33,9 @@ from .base import (
     BasisAgnosticIntervention,
     DistributedRepresentationIntervention,
     TrainableIntervention,
-    broadcast_source,
-    dims_mask,
-    register,
-    subspace_dims,
 )
+from .registry import register
+from .swapping import broadcast_source, dims_mask, subspace_dims
 
 _HALF = (torch.float16, torch.bfloat16)
 

@@ -2,12 +2,18 @@
 ``pyvene.models.*`` import paths (constants, basic_utils, modeling_utils, interventions,
 intervenable_base, configuration_intervenable_model, per-architecture factory modules), loaded
 on first attribute access so ``pv.models.constants.CONST_OUTPUT_HOOK`` works. Every name is
-imported on first use (the MLP / GRU models import transformers)."""
+imported on first use (the MLP / GRU models import transformers).
+
+This package is the original-API edge: the core never imports it. Importing it (any
+``pyvene.models.*`` path, or ``pv.type_to_module_mapping``) registers the class-keyed
+registries' resolver with :func:`pyvene.families.register_site_resolver`."""
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
+
+from . import legacy_mapping as legacy_mapping  # registers the pv.type_to_* site resolver
 
 _NAMES = {
     "create_gru": "factories", "create_gru_classifier": "factories", "create_gru_lm": "factories",
@@ -21,7 +27,7 @@ _NAMES = {
 _SUBMODULES = (
     "basic_utils", "blip", "configuration_intervenable_model", "constants", "factories", "gpt2",
     "gpt_neo", "gpt_neox", "gru", "hf_factories", "intervenable_base", "intervention_utils",
-    "interventions", "llama", "llava", "mlp", "modeling_utils", "olmo",
+    "interventions", "legacy_registry", "llama", "llava", "mlp", "modeling_utils", "olmo",
 )  # fmt: skip
 
 if TYPE_CHECKING:

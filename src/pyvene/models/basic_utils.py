@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import PyveneError
+from ..interventions import get_intervention_class
 from ..locations import GET_LOC as GET_LOC
 
 
@@ -23,8 +24,6 @@ def get_type_from_string(type_str: str) -> type:
     Intervention classes resolve through the registry by their last name (so the original's
     module paths work); other names import only from ``pyvene``, ``torch`` or
     ``transformers`` (a string from a file never imports arbitrary code)."""
-    from ..interventions.base import get_intervention_class
-
     name = str(type_str).strip()
     if name.startswith("<class '") and name.endswith("'>"):
         name = name[len("<class '") : -2]

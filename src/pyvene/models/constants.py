@@ -13,6 +13,9 @@ from typing import Any
 
 import torch
 
+from ..families.base import Interleaved
+from ..gather import part_view
+
 CONST_INPUT_HOOK = "register_forward_pre_hook"
 CONST_OUTPUT_HOOK = "register_forward_hook"
 CONST_GRAD_HOOK = "register_hook"
@@ -57,12 +60,11 @@ def split_half(tensor: torch.Tensor, i: int) -> torch.Tensor:
 def split_part(tensor: torch.Tensor, bounds: Any) -> torch.Tensor:
     """The ``[start, end)`` slice of the last dim (unequal fused parts), or an interleaved
     part (``groups``, ``parts``, ``index``: GPT-NeoX's per-head Q/K/V) flattened to
-    ``(..., groups * width)``. Our addition, used by the generated registry entries."""
-    if hasattr(bounds, "groups"):
-        grouped = tensor.unflatten(-1, (bounds.groups, bounds.parts, -1))
-        return grouped[..., bounds.index, :].flatten(-2)
-    start, end = bounds
-    return tensor[..., start:end]
+    ``(..., groups * width)``. Our addition, used by the generated registry entries; the
+    maths is :func:`pyvene.gather.part_view`."""
+    part = bounds if isinstance(bounds, Interleaved) else tuple(bounds)
+    view = part_view(tensor, part)
+    return view.flatten(-2) if isinstance(part, Interleaved) else view
 
 
 def split_heads(tensor: torch.Tensor, num_heads: int, head_dim: int) -> torch.Tensor:

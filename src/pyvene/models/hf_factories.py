@@ -26,7 +26,7 @@ from transformers import (
 )
 
 from ..errors import PyveneError
-from ..zoo import _build, tiny_llama_config
+from ..zoo import build_model, tiny_llama_config
 
 ConfigOrPath = Any  # a transformers config, a local folder path, or None (tiny default)
 
@@ -111,7 +111,7 @@ def _create(
     with_tokenizer: bool = False,
 ) -> tuple[Any, Any, Any]:
     source = default() if config is None else config
-    config, tokenizer, model = _build(model_cls, source, seed, with_tokenizer)
+    config, tokenizer, model = build_model(model_cls, source, seed, with_tokenizer)
     return config, tokenizer, model.to(dtype)
 
 

@@ -22,16 +22,16 @@ from torch import nn
 from ..engine import CallState, apply_intervention
 from ..errors import LocationError
 from ..families import HookSite, resolve_site
-from ..families.legacy_mapping import (
+from ..gather import Units, gather, scatter
+from ..interventions.basic import LambdaIntervention
+from .constants import CONST_INPUT_HOOK, CONST_OUTPUT_HOOK
+from .gru.modelings_gru import GRUForClassification, GRULMHeadModel, GRUModel
+from .legacy_mapping import (
     entry_layout,
     evaluate_dimension,
     type_to_dimension_mapping,
     type_to_module_mapping,
 )
-from ..gather import Units, gather, scatter
-from ..interventions.basic import LambdaIntervention
-from .constants import CONST_INPUT_HOOK, CONST_OUTPUT_HOOK
-from .gru.modelings_gru import GRUForClassification, GRULMHeadModel, GRUModel
 from .mlp.modelings_mlp import MLPForClassification, MLPModel
 
 _UNITS = ("pos", "h", "h.pos", "t")
@@ -212,14 +212,17 @@ class HandlerList:
 
 
 def is_gru(model: nn.Module) -> bool:
+    """True for the bundled GRU research models (the original's helper)."""
     return type(model) in (GRUModel, GRULMHeadModel, GRUForClassification)
 
 
 def is_mlp(model: nn.Module) -> bool:
+    """True for the bundled MLP research models (the original's helper)."""
     return type(model) in (MLPModel, MLPForClassification)
 
 
 def is_transformer(model: nn.Module) -> bool:
+    """True for any model that is neither a bundled GRU nor MLP (the original's helper)."""
     return not is_gru(model) and not is_mlp(model)
 
 

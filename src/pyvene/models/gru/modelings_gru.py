@@ -23,6 +23,9 @@ from ..heads import ResearchHead, ResearchModule, classification_loss, embed_inp
 
 
 class GRUConfig(PretrainedConfig):
+    """Configuration of the GRU research models (model_type "gru"): sizes, layers, labels and
+    whether token / position embeddings are part of the model."""
+
     model_type = "gru"
 
     def __init__(
@@ -74,6 +77,9 @@ class GRUCell(nn.Module):
 
 
 class GRUModel(ResearchModule):
+    """Stacked GRU cells over a (B, S, h) sequence, with identity taps entering and leaving
+    each layer so position components can be hooked."""
+
     config_class = GRUConfig
     base_model_prefix = ""
 
@@ -130,6 +136,8 @@ class GRUModel(ResearchModule):
 
 
 class GRUForClassification(ResearchHead):
+    """GRU with a linear classifier on the last non-pad position."""
+
     config_class = GRUConfig
     base_model_prefix = "gru"
 
@@ -169,6 +177,8 @@ class GRUForClassification(ResearchHead):
 
 
 class GRULMHeadModel(ResearchHead):
+    """GRU with a language-model head (next-token logits at every position)."""
+
     config_class = GRUConfig
     base_model_prefix = "gru"
 

@@ -15,6 +15,9 @@ from ..heads import ResearchHead, ResearchModule, classification_loss, embed_inp
 
 
 class MLPConfig(PretrainedConfig):
+    """Configuration of the MLP research models (model_type "mlp"): sizes, layers, classes,
+    activation and whether embeddings are part of the model."""
+
     model_type = "mlp"
 
     def __init__(
@@ -50,6 +53,8 @@ def _return_dict(config, return_dict) -> bool:
 
 
 class MLPBlock(nn.Module):
+    """One MLP layer: linear, activation, dropout (one ``h[L]`` block of :class:`MLPModel`)."""
+
     def __init__(self, config: MLPConfig) -> None:
         super().__init__()
         self.ff1 = nn.Linear(config.h_dim, config.h_dim, bias=config.include_bias)
@@ -61,6 +66,8 @@ class MLPBlock(nn.Module):
 
 
 class MLPModel(ResearchModule):
+    """Stacked :class:`MLPBlock` layers over (B, S, h) inputs or embedded token ids."""
+
     config_class = MLPConfig
     base_model_prefix = ""
 
@@ -98,6 +105,8 @@ class MLPModel(ResearchModule):
 
 
 class MLPForClassification(ResearchHead):
+    """MLP with a linear classifier head (the original's ``create_mlp_classifier`` model)."""
+
     config_class = MLPConfig
     base_model_prefix = "mlp"
 

@@ -10,14 +10,14 @@ from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 from ..errors import ConfigError
-from ..models.constants import (
+from ..families import FAMILIES
+from ..families.base import Family, sub_config
+from .constants import (
     CONST_INPUT_HOOK,
     CONST_OUTPUT_HOOK,
     split_head_and_permute,
     split_part,
 )
-from . import FAMILIES
-from .base import Family, sub_config
 
 _TO_HOOK = {"input": CONST_INPUT_HOOK, "output": CONST_OUTPUT_HOOK}
 

@@ -25,7 +25,6 @@ resolves that component from the registries (a width-only change keeps the table
 
 from __future__ import annotations
 
-import contextvars
 import dataclasses
 import re
 from typing import Any
@@ -33,7 +32,15 @@ from typing import Any
 from torch import nn
 
 from ..errors import ConfigError, LayerOutOfRangeError, UnknownComponentError, closest
-from ..models.constants import (
+from ..families import (
+    HookSite,
+    family_of,
+    is_module_path,
+    register_site_resolver,
+    resolve_table_site,
+)
+from ..families.base import Interleaved, num_heads, num_kv_heads
+from .constants import (
     CONST_INPUT_HOOK,
     CONST_OUTPUT_HOOK,
     split_half,
@@ -41,8 +48,6 @@ from ..models.constants import (
     split_part,
     split_three,
 )
-from . import HookSite, family_of, is_module_path
-from .base import Interleaved, num_heads, num_kv_heads
 from .legacy_registry import type_to_dimension_mapping, type_to_module_mapping
 
 _HOOKS = {
@@ -146,20 +151,10 @@ _PART_SPLITS = {split_three: 3, split_half: 2}
 _SPLIT_NAMES = "split_three, split_half, split_part, split_head_and_permute"
 
 
-def entry_layout(
-    cls: type, config: Any, component: str
-) -> tuple[int | None, tuple[int, int] | None, int | None] | None:
-    """``(dim, part, heads)`` of ``component`` per the registries (None: no module entry)."""
-    entry = type_to_module_mapping.lookup(cls, component)
-    if entry is None:
-        return None
-    where = f"pv.type_to_module_mapping[{cls.__name__}][{component!r}]"
-    if not isinstance(entry, (tuple, list)) or len(entry) < 2 or not isinstance(entry[0], str):
-        raise ConfigError(f"{where} must be (path_template, hook_type, *splits), got {entry!r}")
-    splits = entry[2:]
-    if len(splits) > 2:
-        raise ConfigError(f"{where}: at most 2 splits are supported, got {len(splits)}")
-    dim = evaluate_dimension(cls, config, component)
+def _read_splits(
+    cls: type, config: Any, splits: tuple, where: str
+) -> tuple[tuple[int, int] | Interleaved | None, tuple[int, int] | None, int | None]:
+    """``(part, (index, n) of an equal-parts split, heads)`` of an entry's splits."""
     part, thirds, heads = None, None, None
     for split in splits:
         if not (isinstance(split, (tuple, list)) and len(split) == 2):
@@ -174,6 +169,24 @@ def entry_layout(
         else:
             name = getattr(fn, "__name__", fn)
             raise ConfigError(f"{where}: unsupported split {name!r}; supported: {_SPLIT_NAMES}")
+    return part, thirds, heads
+
+
+def entry_layout(
+    cls: type, config: Any, component: str
+) -> tuple[int | None, tuple[int, int] | None, int | None] | None:
+    """``(dim, part, heads)`` of ``component`` per the registries (None: no module entry)."""
+    entry = type_to_module_mapping.lookup(cls, component)
+    if entry is None:
+        return None
+    where = f"pv.type_to_module_mapping[{cls.__name__}][{component!r}]"
+    if not isinstance(entry, (tuple, list)) or len(entry) < 2 or not isinstance(entry[0], str):
+        raise ConfigError(f"{where} must be (path_template, hook_type, *splits), got {entry!r}")
+    splits = entry[2:]
+    if len(splits) > 2:
+        raise ConfigError(f"{where}: at most 2 splits are supported, got {len(splits)}")
+    dim = evaluate_dimension(cls, config, component)
+    part, thirds, heads = _read_splits(cls, config, splits, where)
     if heads is None and component.startswith("head_"):
         heads = _default_heads(cls, config, component)
     if thirds is not None:
@@ -225,27 +238,15 @@ def _find_module(model: nn.Module, entry: Any, layer: Any, where: str) -> tuple[
     raise UnknownComponentError(f"{where} names module {path!r}, which does not exist.{hint}")
 
 
-_IN_TABLE = contextvars.ContextVar("pyvene_legacy_in_table", default=False)
-
-
 def _table_site_with_dim(model: nn.Module, layer: Any, component: str, dim: int) -> HookSite:
     """The family table's site (exact: roots, fused parts, token views, timesteps) with a
     user-assigned width."""
-    from . import resolve_site
-
-    token = _IN_TABLE.set(True)
-    try:
-        site = resolve_site(model, layer, component)
-    finally:
-        _IN_TABLE.reset(token)
-    return dataclasses.replace(site, dim=dim)
+    return dataclasses.replace(resolve_table_site(model, layer, component), dim=dim)
 
 
 def legacy_site(model: nn.Module, layer: Any, component: str) -> HookSite | None:
     """The site of ``component`` when ``type(model)`` has a user-assigned entry for it in
     either registry; None when the family table (or module path) should resolve it."""
-    if _IN_TABLE.get():
-        return None
     cls = type(model)
     user_module = type_to_module_mapping.user_value(cls, component)
     user_dim = type_to_dimension_mapping.user_value(cls, component)
@@ -286,6 +287,8 @@ def legacy_site(model: nn.Module, layer: Any, component: str) -> HookSite | None
     module, path = _find_module(model, entry, layer, where)
     return HookSite(module, path, hook, component, layer, dim, part, heads)
 
+
+register_site_resolver(legacy_site)
 
 __all__ = [
     "entry_layout",
