@@ -97,7 +97,7 @@ class AttributionResult(SweepResult):
         return " ".join(parts)
 
 
-def attribution_patching(  # noqa: C901  # #14: refactor
+def attribution_patching(
     model: nn.Module,
     base: Any,
     source: Any,

@@ -149,7 +149,7 @@ def _view(t: torch.Tensor) -> torch.Tensor:
     return t.view_as(t) if t.requires_grad else t.detach().requires_grad_()
 
 
-def grad_pass(  # noqa: C901  # #14: refactor
+def grad_pass(
     model: nn.Module,
     inputs: dict[str, Any],
     metric: Callable[[torch.Tensor], torch.Tensor],

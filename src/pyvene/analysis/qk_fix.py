@@ -80,7 +80,7 @@ def _patcher(rows: torch.Tensor, pos: torch.Tensor, src_rows: torch.Tensor, cols
     return patch
 
 
-def attention_deltas(  # noqa: C901  # #14: refactor
+def attention_deltas(
     attention: nn.Module,
     call: tuple[tuple, dict],
     z: SiteInfo,
