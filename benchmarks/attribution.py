@@ -4,8 +4,9 @@ Costs in batch-1 forwards of the prompt (full logits, as a user calls the model)
 measured piece timed between two series of such forwards so both see the same machine load
 (medians over ``--repeats``):
 
-1. AtP of every cell of five components at once: 270 heads (all positions), 30 x 1536 x T
-   MLP neurons per position, and block / attention / MLP outputs per position;
+1. AtP of every cell of five components at once: 270 heads and 30 x 1536 MLP neurons (all
+   positions), block / attention / MLP outputs per position; then MLP neurons per position
+   (30 x 1536 x T) alone;
 2. AtP* (QK fix + GradDrop) of heads, query heads and key heads (all positions);
 3. the exact head grid (``head_sweep``, batched engine) and AtP / AtP* of the same grid, with
    Spearman and top-10 recall against it;
@@ -34,28 +35,67 @@ CORRUPT = "When John and Mary went to the store, John gave a bottle to"
 HEADS = "head_attention_value_output"
 
 
-def forward_median(model, ids, n: int = 3) -> float:
-    times = []
+def forward_median(model, ids, n: int = 3) -> tuple[float, float]:
+    """Median wall-clock and process-CPU seconds of ``n`` batch-1 full-logit forwards."""
+    wall, cpu = [], []
     with torch.no_grad():
         for _ in range(n):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             model(ids)
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+    return statistics.median(wall), statistics.median(cpu)
+
+
+class Cost(float):
+    """Forward-equivalents by wall clock (the float) and by this process's CPU time
+    (``.cpu``, less sensitive to other processes taking the cores); prints both."""
+
+    cpu: float
+
+    def __new__(cls, wall: float, cpu: float) -> Cost:
+        obj = super().__new__(cls, wall)
+        obj.cpu = cpu
+        return obj
+
+    def __format__(self, spec: str) -> str:
+        return f"{float(self):{spec}} (CPU time: {self.cpu:{spec}})"
+
+
+def count_passes(model, job) -> tuple[int, int]:
+    """(model forwards, autograd backward calls) of one run of ``job``, counted by a plain
+    pre-hook on the model and a wrapper around ``torch.autograd.grad``."""
+    n = {"fwd": 0, "bwd": 0}
+    grad = torch.autograd.grad
+
+    def counted(*args, **kwargs):
+        n["bwd"] += 1
+        return grad(*args, **kwargs)
+
+    handle = model.register_forward_pre_hook(lambda *_: n.__setitem__("fwd", n["fwd"] + 1))
+    torch.autograd.grad = counted
+    try:
+        job()
+    finally:
+        handle.remove()
+        torch.autograd.grad = grad
+    return n["fwd"], n["bwd"]
 
 
 def measure(model, ids, job, repeats: int):
-    """(result, median seconds, median forwards) of ``job`` over ``repeats`` runs."""
-    secs, fwds, result = [], [], None
+    """(result, median seconds, median forwards as a :class:`Cost`) of ``job`` over
+    ``repeats`` runs, each divided by the forwards timed right before and after it."""
+    secs, fwds, cpus, result = [], [], [], None
     for _ in range(repeats):
         before = forward_median(model, ids)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result = job()
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
         after = forward_median(model, ids)
         secs.append(dt)
-        fwds.append(dt / ((before + after) / 2))
-    return result, statistics.median(secs), statistics.median(fwds)
+        fwds.append(dt / ((before[0] + after[0]) / 2))
+        cpus.append(dc / ((before[1] + after[1]) / 2))
+    return result, statistics.median(secs), Cost(statistics.median(fwds), statistics.median(cpus))
 
 
 def main() -> None:
@@ -75,9 +115,15 @@ def main() -> None:
     print(f"torch threads {torch.get_num_threads()}, {n_layers} layers, {seq} tokens")
 
     comps = [HEADS, "mlp_activation", "block_output", "attention_output", "mlp_output"]
-    res, sec, fwd = measure(model, clean, lambda: attribution_patching(
-        model, dirty, clean, metric, comps, per_position=None, neurons=("mlp_activation",),
-        progress=False), args.repeats)  # fmt: skip
+
+    def atp_all():
+        return attribution_patching(model, dirty, clean, metric, comps, per_position=None,
+                                    neurons=("mlp_activation",), progress=False)  # fmt: skip
+
+    n_fwd, n_bwd = count_passes(model, atp_all)
+    print(f"AtP passes: {n_fwd} model forward(s) (base and source rows batched), {n_bwd} "
+          "backward(s)")  # fmt: skip
+    res, sec, fwd = measure(model, clean, atp_all, args.repeats)
     res_n = attribution_patching(model, dirty, clean, metric, "mlp_activation",
                                  per_position=True, progress=False)  # fmt: skip
     n_cells = sum(v.numel() for v in res.values.values())
@@ -104,7 +150,8 @@ def main() -> None:
             model, dirty, clean, metric, HEADS, method=m, progress=False), args.repeats)  # fmt: skip
         est = r[HEADS]
         print(f"{method} head grid: {sec_m:.2f} s ({fwd_m:.2f} fwd) vs exact head_sweep "
-              f"{sec_e:.2f} s ({fwd_e:.2f} fwd): {sec_e / sec_m:.1f}x; spearman "
+              f"{sec_e:.2f} s ({fwd_e:.2f} fwd): {sec_e / sec_m:.1f}x in seconds, "
+              f"{fwd_e / fwd_m:.1f}x in forwards (CPU time {fwd_e.cpu / fwd_m.cpu:.1f}x); spearman "
               f"{spearman(est, want):.3f}, exact top-10 in top-10 {top_k_recall(est, want, 10):.2f}, "
               f"in top-20 {top_k_recall(est, want, 10, 20):.2f}")  # fmt: skip
 
@@ -117,9 +164,11 @@ def main() -> None:
     exact_n, sec_x, fwd_x = measure(model, clean, lambda: exact_effects(
         model, dirty, clean, metric, specs), args.repeats)  # fmt: skip
     per_cell = sec_x / len(specs)
+    cells_fwd = Cost(fwd_x / len(specs) * neuron_cells, fwd_x.cpu / len(specs) * neuron_cells)
     print(f"exact neurons: {len(specs)} cells in {sec_x:.2f} s ({fwd_x / len(specs):.3f} fwd/cell);"
-          f" all {neuron_cells} cells extrapolated {per_cell * neuron_cells:.0f} s = "
-          f"{per_cell * neuron_cells / sec_n:.0f}x the AtP neuron attribution")  # fmt: skip
+          f" all {neuron_cells} cells extrapolated {per_cell * neuron_cells:.0f} s, "
+          f"{cells_fwd:.0f} forwards = {cells_fwd / fwd_n:.0f}x the AtP neuron attribution "
+          f"(CPU time: {cells_fwd.cpu / fwd_n.cpu:.0f}x)")  # fmt: skip
     est_top = grid.flatten()[order]
     print(f"  top-{len(specs)} neuron cells: spearman {spearman(est_top, exact_n):.3f}, sign "
           f"agreement {(torch.sign(est_top) == torch.sign(exact_n)).float().mean():.2f}")  # fmt: skip

@@ -244,3 +244,41 @@ def test_exact_effects_take_plain_id_tensors():
     got = exact_effects(model, base["input_ids"], source["input_ids"], metric7, specs)
     torch.testing.assert_close(got, want, rtol=0, atol=0)
     assert want.abs().min() > 0
+
+
+@pytest.mark.parametrize("source_rows", [1, 2])
+def test_joined_pass_equals_separate_passes(source_rows):
+    """Source rows riding in the base forward: the same base activations and gradients (also
+    GradDrop's), source activations and metric values as a separate no-grad source run."""
+    from pyvene.analysis.attribution_grad import collect
+
+    model = make_llama(n_layer=3)
+    base, source = ids(2, 6, seed=1), ids(source_rows, 6, seed=2)
+    infos = [site_info(model, c, ly) for c in ("mlp_output", "block_output") for ly in (0, 2)]
+    sites = {i.key: i.site for i in infos}
+    attn = {1: model.model.layers[1].self_attn}
+    alone = grad_pass(model, base, metric7, sites, attention_calls=attn, drop_layers=3)
+    src, logits = collect(model, source, sites)
+    joined = grad_pass(model, base, metric7, sites, source=source, attention_calls=attn,
+                       drop_layers=3)  # fmt: skip
+    keys = sorted(sites)
+    for k in keys:
+        torch.testing.assert_close(joined.acts[k], alone.acts[k], rtol=0, atol=1e-6)
+        torch.testing.assert_close(joined.grads[k], alone.grads[k], rtol=0, atol=1e-6)
+        torch.testing.assert_close(joined.src[k], src[k], rtol=0, atol=1e-6)
+    torch.testing.assert_close(joined.src_rows, metric7(logits), rtol=0, atol=1e-5)
+    torch.testing.assert_close(joined.rows, alone.rows, rtol=0, atol=1e-5)
+    hidden = joined.calls[1][1]["hidden_states"]
+    torch.testing.assert_close(hidden, alone.calls[1][1]["hidden_states"], rtol=0, atol=1e-6)
+    got, want = joined.dropped_all(keys, 2), alone.dropped_all(keys, 2)
+    for k in keys:
+        assert got[k].shape == want[k].shape == (3, *alone.acts[k].shape)
+        torch.testing.assert_close(got[k], want[k], rtol=0, atol=1e-6)
+    assert alone.src is None
+    masked = {**source, "attention_mask": torch.ones_like(source["input_ids"])}
+    assert grad_pass(model, base, metric7, sites, source=masked).src is None  # keys differ
+    shared = {"position_ids": torch.arange(6)[None]}  # (1, seq) for every row: not batch-first
+    got = grad_pass(model, {**base, **shared}, metric7, sites, source={**source, **shared})
+    assert got.src is None
+    for k in keys:
+        torch.testing.assert_close(got.grads[k], alone.grads[k], rtol=0, atol=1e-6)

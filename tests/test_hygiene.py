@@ -29,11 +29,7 @@ KNOWN_PRIVATE_IMPORTS: set[str] = set()
 
 # functions over ruff's max-complexity (pyproject.toml), marked `# noqa: C901  # #14: refactor`
 # until refactored; being removed on branches pipeline/edge/attribution (#14)
-KNOWN_C901_MARKERS: set[str] = {
-    "src/pyvene/analysis/attribution.py: attribution_patching",
-    "src/pyvene/analysis/attribution_grad.py: grad_pass",
-    "src/pyvene/analysis/qk_fix.py: attention_deltas",
-}
+KNOWN_C901_MARKERS: set[str] = set()
 
 
 def python_files(root: Path = ROOT) -> list[Path]:

@@ -114,9 +114,14 @@ def _dispatch_input(mod: nn.Module, args: tuple, kwargs: dict) -> Any:
         return None
     changed = False
     for session in sessions:
-        for fn, whole_call in session._fns.get((mod, "input"), ()):
-            if whole_call:
+        for fn, mode in session._fns.get((mod, "input"), ()):
+            if mode == "call":
                 fn()
+                continue
+            if mode == "args":
+                got = fn(args, kwargs)
+                if got is not None:
+                    (args, kwargs), changed = got, True
                 continue
             key = _input_key(args, kwargs)
             new = fn(args[key] if key == 0 else kwargs[key])
@@ -180,18 +185,24 @@ class HookSession:
     replacement tensor or None (read only). ``on_call(module, fn)``: ``fn()`` before each
     forward of ``module``. Functions on one module run in install order, each seeing the
     previous one's result (sessions open in one thread: in the order they were entered).
-    ``on_exit(fn)`` runs ``fn()`` after the hooks are removed, only when the block ended
-    without an exception (e.g. a recurrent hook checks how many timesteps ran).
+    ``on_pre_forward(module, fn)``: ``fn(args, kwargs)`` with the module's whole call (e.g. to
+    keep an attention module's arguments for a rerun). ``on_exit(fn)`` runs ``fn()`` after the
+    hooks are removed, only when the block ended without an exception (e.g. a recurrent hook
+    checks how many timesteps ran).
+
+    Every function goes through the module's shared dispatcher, so it is thread-scoped and
+    removed when the block exits (also when the forward raises); there is no way to hand a
+    raw torch hook handle to a session. Backward hooks are not offered: autograd runs them
+    in its own threads, outside the session's context.
     """
 
     def __init__(self) -> None:
-        self._fns: dict[tuple[nn.Module, str], list[tuple[Callable[..., Any], bool]]] = {}
+        self._fns: dict[tuple[nn.Module, str], list[tuple[Callable[..., Any], Any]]] = {}
         self._token_shapes: dict[int, dict[str, torch.Size]] = {}  # see _token_view
         self._on_exit: list[Callable[[], None]] = []
         self._token: Any = None
-        self._handles: list[Any] = []  # raw torch hook handles a caller hands over; removed too
 
-    def _add(self, module: nn.Module, side: str, fn: Callable[..., Any], flag: bool) -> None:
+    def _add(self, module: nn.Module, side: str, fn: Callable[..., Any], flag: Any) -> None:
         fns = self._fns.get((module, side))
         if fns is None:
             _acquire(module, side)
@@ -207,11 +218,19 @@ class HookSession:
         self._add(module, "output", fn, with_input)
 
     def on_input(self, module: nn.Module, fn: TensorFn) -> None:
-        self._add(module, "input", fn, False)
+        self._add(module, "input", fn, "tensor")
 
     def on_call(self, module: nn.Module, fn: Callable[[], None]) -> None:
         """``fn()`` before every forward of ``module`` in this session (e.g. step counting)."""
-        self._add(module, "input", fn, True)
+        self._add(module, "input", fn, "call")
+
+    def on_pre_forward(
+        self, module: nn.Module, fn: Callable[[tuple, dict], tuple[tuple, dict] | None]
+    ) -> None:
+        """``fn(args, kwargs)`` before every forward of ``module`` in this session, with the
+        positional and keyword arguments of the call; it returns ``(args, kwargs)`` to
+        replace them, or None (read only)."""
+        self._add(module, "input", fn, "args")
 
     def on(self, module: nn.Module, side: str, fn: TensorFn, with_input: bool = False) -> None:
         tokens_from = getattr(side, "tokens_from", None)
@@ -259,8 +278,6 @@ class HookSession:
     def remove(self) -> None:
         """Forget this session's functions and release its dispatchers (idempotent)."""
         self._token_shapes.clear()
-        while self._handles:
-            self._handles.pop().remove()
         fns, self._fns = self._fns, {}
         for module, side in fns:
             _release(module, side)

@@ -30,8 +30,8 @@ from torch import nn
 
 from ..errors import ConfigError, choices_message
 from ..families import resolve_site
-from .attribution_estimates import ChunkEstimator, graddrop, kind_of, per_pos_of
-from .attribution_grad import collect, grad_pass, site_info
+from .attribution_estimates import ChunkEstimator, Z, graddrop, kind_of, per_pos_of
+from .attribution_grad import block_module, collect, grad_pass, site_info
 from .attribution_verify import CellSpec, Verification, exact_effects, verification
 from .cells import sweep_inputs as as_inputs
 from .metrics import as_metric
@@ -97,7 +97,7 @@ class AttributionResult(SweepResult):
         return " ".join(parts)
 
 
-def attribution_patching(  # noqa: C901  # #14: refactor
+def attribution_patching(
     model: nn.Module,
     base: Any,
     source: Any,
@@ -126,104 +126,169 @@ def attribution_patching(  # noqa: C901  # #14: refactor
     ``per_position``: True for whole components, False for heads and neurons.
     ``method``: "atp" or "atp*" (``qk_fix`` and ``grad_drop`` default to True under "atp*"
     and can be set separately). ``verify``: K (exact top-K per component) or "grid".
-    ``memory_budget``: bytes of site activations per pass (layers are chunked to fit).
+    ``memory_budget``: bytes of the site tensors one pass keeps (activations, gradients,
+    products): layers are split into chunks that fit, one forward + backward per chunk; it
+    also sizes GradDrop's batched backward. ``progress``: a tqdm bar, one tick per pass,
+    per GradDrop layer and per QK-fix layer (then the verification's own bar).
     """
     if method not in METHODS:
         raise ConfigError(choices_message("attribution method", method, METHODS))
     metric = as_metric(metric)
-    qk_fix = method == "atp*" if qk_fix is None else bool(qk_fix)
-    grad_drop = method == "atp*" if grad_drop is None else bool(grad_drop)
     comps = [components] if isinstance(components, str) else list(components)
     base, source = as_inputs(base), as_inputs(source)
-    n_layers = num_layers(model)
-    seq = next(iter(base.values())).shape[1]
-    if next(iter(source.values())).shape[1] != seq:
-        raise ValueError("base and source must have the same number of tokens")
+    n_layers, seq = num_layers(model), _seq_len(base, source)
     layers = list(range(n_layers)) if layers is None else [int(x) for x in layers]
-    pos = list(range(seq)) if positions is None else sorted({int(p) % seq for p in positions})
-    neuron_of = {c: (neurons if isinstance(neurons, bool) else c in neurons) for c in comps}
+    run = _Run(
+        model, base, source, metric, comps,
+        pos=list(range(seq)) if positions is None else sorted({int(p) % seq for p in positions}),
+        per_position=per_position, heads=heads,
+        neuron_of={c: (neurons if isinstance(neurons, bool) else c in neurons) for c in comps},
+        use_qk=False, grad_drop=method == "atp*" if grad_drop is None else bool(grad_drop),
+        n_layers=n_layers, seq=seq, budget=memory_budget,
+    )  # fmt: skip
     started = time.perf_counter()
-    plan = {(c, ly): resolve_site(model, ly, c) for c in comps for ly in layers}
-    for c in comps:
-        n_heads = plan[(c, layers[0])].heads
-        bad = [h for h in heads or () if n_heads is not None and not 0 <= int(h) < n_heads]
-        if bad:
-            raise ConfigError(f"heads {bad} out of range for {c!r}: it has {n_heads} heads "
-                              f"(0..{n_heads - 1})")  # fmt: skip
-    use_qk = qk_fix and any(kind_of(c) for c in comps)
-    if use_qk:
-        for ly in layers:
-            plan[("head_attention_value_output", ly)] = resolve_site(
-                model, ly, "head_attention_value_output"
-            )
-    chunks = _layer_chunks(plan, layers, seq, base, memory_budget)
-    steps = len(chunks) * (1 + (n_layers if grad_drop else 0) + (len(layers) if use_qk else 0))
-    bar = _bar(progress, steps)
+    qk_fix = method == "atp*" if qk_fix is None else bool(qk_fix)
+    plan = run.plan(layers, qk_fix)
+    chunks = _layer_chunks(plan, layers, seq, base, source, memory_budget)
+    # a tick per grad pass, per dropped layer of each pass, per QK-fix layer
+    per_chunk = 1 + (n_layers if run.grad_drop else 0)
+    run.bar = _bar(progress, len(chunks) * per_chunk + (len(layers) if run.use_qk else 0))
     grids: dict[str, dict[int, torch.Tensor]] = {c: {} for c in comps}
-    units_of: dict[str, list[int] | None] = {}
-    base_value = source_value = 0.0
     for chunk in chunks:
-        sites = {k: v for k, v in plan.items() if k[1] in chunk}
-        hooks = {(s.module_path, str(s.hook)): s for s in sites.values()}
-        src, src_logits = collect(model, source, hooks)
-        infos = {k: site_info(model, k[0], k[1], src[(s.module_path, str(s.hook))].shape[-1])
-                 for k, s in sites.items()}  # fmt: skip
-        attn = (
-            {ly: resolve_site(model, ly, "attention_input").module for ly in chunk}
-            if use_qk
-            else None
-        )
-        gp = grad_pass(model, base, metric, hooks, attention_calls=attn,
-                       drop_layers=n_layers if grad_drop else None)  # fmt: skip
-        base_value = float(gp.rows.mean())
-        source_value = float(metric(src_logits).float().mean())
-        _tick(bar)
-        deltas = {}
-        if use_qk:
-            for ly in chunk:
-                qs = [infos[(c, ly)] for c in comps if kind_of(c) == "query"]
-                ks = [infos[(c, ly)] for c in comps if kind_of(c) == "key"]
-                modes = {per_pos_of(per_position, k, neuron_of[k.component]) for k in ks}
-                deltas[ly] = attention_deltas(
-                    attn[ly], gp.calls[ly], infos[("head_attention_value_output", ly)],
-                    qs[0] if qs else None, ks[0] if ks else None, src, pos,
-                    per_key=True in modes, all_keys=False in modes,
-                )  # fmt: skip
-                _tick(bar)
-
-        est = ChunkEstimator(infos, src, gp, deltas, neuron_of, per_position, heads, pos, use_qk)
-        plain = {(c, ly): est.estimate(c, ly, gp.grads.__getitem__) for c in comps for ly in chunk}
-        if grad_drop:
-            group = _drop_group(model, n_layers, base, seq, memory_budget)
-            plain = graddrop(plain, est, n_layers, lambda: _tick(bar), group)
-        units_of.update(est.units_of)
-        for (c, ly), v in plain.items():
-            grids[c][ly] = v.detach().float().cpu()
-        del gp
-    if bar is not None:
-        bar.close()
+        for (c, ly), v in run.chunk({k: v for k, v in plan.items() if k[1] in chunk}, chunk):
+            grids[c][ly] = v
+    if run.bar is not None:
+        run.bar.close()
     values = {c: torch.stack([grids[c][ly] for ly in layers]) for c in comps}
-    head_list = next((u for c, u in units_of.items() if u is not None and not neuron_of[c]), None)
+    units_of = run.units_of
+    head_list = next((u for c, u in units_of.items() if u is not None and not run.neuron_of[c]),
+                     None)  # fmt: skip
     result = AttributionResult(
-        values, layers, pos, head_list, base_value, source_value, method=method,
+        values, layers, run.pos, head_list, run.base_value, run.source_value, method=method,
         units={c: units_of.get(c) for c in comps},
-        meta={"metric": getattr(metric, "__name__", "metric"), "qk_fix": use_qk,
-              "grad_drop": grad_drop, "neurons": neuron_of,
+        meta={"metric": getattr(metric, "__name__", "metric"), "qk_fix": run.use_qk,
+              "grad_drop": run.grad_drop, "neurons": run.neuron_of,
               "seconds": time.perf_counter() - started},
     )  # fmt: skip
     if verify is not None:
-        verify_result(result, model, base, source, metric, verify, top_k=top_k)
+        verify_result(result, model, base, source, metric, verify, top_k=top_k,
+                      progress=progress)  # fmt: skip
     return result
 
 
-def _layer_chunks(plan, layers, seq, base, budget) -> list[list[int]]:
-    """Layers grouped so that one pass's site tensors (source, base, gradient, product)
-    stay under ``budget`` bytes (float32)."""
+def _seq_len(base: dict[str, Any], source: dict[str, Any]) -> int:
+    seq = next(iter(base.values())).shape[1]
+    if next(iter(source.values())).shape[1] != seq:
+        raise ValueError("base and source must have the same number of tokens")
+    return int(seq)
+
+
+@dataclass
+class _Run:
+    """The settings of one :func:`attribution_patching` call and the passes of its layer
+    chunks (:meth:`chunk`), which fill ``units_of``, ``base_value`` and ``source_value``."""
+
+    model: nn.Module
+    base: dict[str, Any]
+    source: dict[str, Any]
+    metric: Callable[[torch.Tensor], torch.Tensor]
+    comps: list[str]
+    pos: list[int]
+    per_position: bool | None
+    heads: Sequence[int] | None
+    neuron_of: dict[str, bool]
+    use_qk: bool
+    grad_drop: bool
+    n_layers: int
+    seq: int
+    budget: int
+    bar: Any = None
+    units_of: dict[str, list[int] | None] = field(default_factory=dict)
+    base_value: float = 0.0
+    source_value: float = 0.0
+
+    def plan(self, layers: list[int], qk_fix: bool) -> dict[tuple[str, int], Any]:
+        """(component, layer) -> site; checks ``heads``; adds the attention outputs the QK
+        fix needs (and sets ``use_qk``)."""
+        plan = {(c, ly): resolve_site(self.model, ly, c) for c in self.comps for ly in layers}
+        for c in self.comps:
+            n_heads = plan[(c, layers[0])].heads
+            bad = [h for h in self.heads or () if n_heads is not None and not 0 <= int(h) < n_heads]
+            if bad:
+                raise ConfigError(f"heads {bad} out of range for {c!r}: it has {n_heads} heads "
+                                  f"(0..{n_heads - 1})")  # fmt: skip
+        self.use_qk = qk_fix and any(kind_of(c) for c in self.comps)
+        if self.use_qk:
+            for ly in layers:
+                plan[(Z, ly)] = resolve_site(self.model, ly, Z)
+        return plan
+
+    def chunk(self, sites: dict[tuple[str, int], Any], chunk: list[int]):
+        """The passes of one layer chunk: ((component, layer), CPU grid) pairs."""
+        model = self.model
+        hooks = {(s.module_path, str(s.hook)): s for s in sites.values()}
+        attn = None
+        if self.use_qk:
+            attn = {ly: resolve_site(model, ly, "attention_input").module for ly in chunk}
+        # the source rows ride in the base forward when the inputs batch together, except
+        # under GradDrop: its L-variant backward would then run over the source rows too
+        drop = self.n_layers if self.grad_drop else None
+        gp = grad_pass(model, self.base, self.metric, hooks,
+                       source=None if self.grad_drop else self.source,
+                       attention_calls=attn, drop_layers=drop)  # fmt: skip
+        src, src_rows = gp.src, gp.src_rows
+        if src is None:
+            src, src_logits = collect(model, self.source, hooks)
+            src_rows = self.metric(src_logits).float()
+        self.base_value = float(gp.rows.mean())
+        self.source_value = float(src_rows.mean())
+        blocks = {ly: block_module(model, ly) for ly in chunk}
+        infos = {
+            k: site_info(model, k[0], k[1], src[(s.module_path, str(s.hook))].shape[-1], site=s,
+                         block=blocks[k[1]])
+            for k, s in sites.items()
+        }  # fmt: skip
+        _tick(self.bar)
+        deltas = self._deltas(chunk, infos, attn, gp, src) if self.use_qk else {}
+        est = ChunkEstimator(infos, src, gp, deltas, self.neuron_of, self.per_position,
+                             self.heads, self.pos, self.use_qk)  # fmt: skip
+        comps = self.comps
+        plain = {
+            (c, ly): v for c in comps for ly, v in est.estimate_layers(c, chunk, gp.grads).items()
+        }
+        if self.grad_drop:
+            rows = len(gp.rows) + (len(src_rows) if gp.src is not None else 0)
+            group = _drop_group(model, self.n_layers, rows, self.seq, self.budget)
+            plain = graddrop(plain, est, self.n_layers, lambda: _tick(self.bar), group)
+        self.units_of.update(est.units_of)
+        return [(k, v.detach().float().cpu()) for k, v in plain.items()]
+
+    def _deltas(self, chunk, infos, attn, gp, src) -> dict[int, Any]:
+        """The QK fix's attention-output changes of every layer in ``chunk``."""
+        deltas = {}
+        for ly in chunk:
+            qs = [infos[(c, ly)] for c in self.comps if kind_of(c) == "query"]
+            ks = [infos[(c, ly)] for c in self.comps if kind_of(c) == "key"]
+            modes = {per_pos_of(self.per_position, k, self.neuron_of[k.component]) for k in ks}
+            deltas[ly] = attention_deltas(
+                attn[ly], gp.calls[ly], infos[(Z, ly)], qs[0] if qs else None,
+                ks[0] if ks else None, src, self.pos, per_key=True in modes,
+                all_keys=False in modes,
+            )  # fmt: skip
+            _tick(self.bar)
+        return deltas
+
+
+def _layer_chunks(plan, layers, seq, base, source, budget) -> list[list[int]]:
+    """Layers grouped so that one pass's site tensors stay under ``budget`` bytes (float32):
+    per site, the joined pass's activations and gradients (base + source rows) and the
+    estimate's stacked difference, gradient and product (base rows)."""
     batch = next(iter(base.values())).shape[0]
+    rows = 2 * (batch + next(iter(source.values())).shape[0]) + 3 * batch
     per_layer: dict[int, int] = {}
     for (_, ly), site in plan.items():
         width = (site.dim or 1) * (site.heads or 1)
-        per_layer[ly] = per_layer.get(ly, 0) + 4 * 4 * batch * seq * width
+        per_layer[ly] = per_layer.get(ly, 0) + 4 * rows * seq * width
     chunks: list[list[int]] = [[]]
     used = 0
     for ly in layers:
@@ -235,11 +300,10 @@ def _layer_chunks(plan, layers, seq, base, budget) -> list[list[int]]:
     return chunks
 
 
-def _drop_group(model, n_layers: int, base, seq: int, budget: int) -> int:
+def _drop_group(model, n_layers: int, batch: int, seq: int, budget: int) -> int:
     """GradDrop layers per batched backward: each keeps about one forward's activations
-    (~64 bytes per hidden unit, token and layer) alive during the backward."""
+    (~64 bytes per hidden unit, token and layer, ``batch`` rows) alive during the backward."""
     width = resolve_site(model, 0, "block_output").dim or 1
-    batch = next(iter(base.values())).shape[0]
     per_variant = 64 * n_layers * batch * seq * width
     return max(1, min(n_layers, budget // max(1, per_variant)))
 

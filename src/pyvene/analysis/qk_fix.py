@@ -80,7 +80,7 @@ def _patcher(rows: torch.Tensor, pos: torch.Tensor, src_rows: torch.Tensor, cols
     return patch
 
 
-def attention_deltas(  # noqa: C901  # #14: refactor
+def attention_deltas(
     attention: nn.Module,
     call: tuple[tuple, dict],
     z: SiteInfo,
@@ -97,7 +97,7 @@ def attention_deltas(  # noqa: C901  # #14: refactor
     args, kwargs = call
     hidden = args[0] if args else kwargs.get("hidden_states")
     batch = hidden.shape[0]
-    kinds = ["none"] + (["query"] if query is not None else [])
+    kinds: list[Any] = ["none"] + (["query"] if query is not None else [])
     if key is not None and per_key:
         kinds += [("key", p) for p in positions]
     if key is not None and all_keys:
@@ -108,18 +108,7 @@ def attention_deltas(  # noqa: C901  # #14: refactor
     for name in ("cache", "past_key_values", "layer_past"):
         if kwargs.get(name) is not None:
             kwargs[name] = None
-    pos_all = torch.tensor(positions, dtype=torch.long)
-    plans: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {"q": [], "k": []}
-    for i, kind in enumerate(kinds):
-        if kind == "none":
-            continue
-        info = query if kind == "query" else key
-        pos = pos_all if kind in ("query", "keys_all") else torch.tensor([kind[1]])
-        for b in range(batch):
-            src_b = b if sources[info.key].shape[0] > 1 else 0
-            rows = torch.full((len(pos),), b * n + i, dtype=torch.long)
-            srows = torch.full((len(pos),), src_b, dtype=torch.long)
-            plans["q" if kind == "query" else "k"].append((rows, pos, srows))
+    plans = _plans(kinds, query, key, sources, positions, batch)
     found: dict[str, torch.Tensor] = {}
     with torch.no_grad(), HookSession() as session:
         # Q and K of a fused projection (GPT-2's c_attn) are two column parts of one tensor:
@@ -144,11 +133,34 @@ def attention_deltas(  # noqa: C901  # #14: refactor
     if z.cols is not None:
         zs = zs[..., z.cols.to(zs.device)]
     zs = zs.float().unflatten(0, (batch, n))  # (B, n, T, W)
-    delta = zs - zs[:, :1]
+    return _split(zs - zs[:, :1], kinds, positions)
+
+
+def _plans(kinds, query, key, sources, positions, batch) -> dict[str, list[tuple]]:
+    """Per projection (``"q"`` / ``"k"``): (rows, positions, source rows) index triples of
+    the patches of every kind and example."""
+    n = len(kinds)
+    pos_all = torch.tensor(positions, dtype=torch.long)
+    plans: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {"q": [], "k": []}
+    for i, kind in enumerate(kinds):
+        if kind == "none":
+            continue
+        info = query if kind == "query" else key
+        pos = pos_all if kind in ("query", "keys_all") else torch.tensor([kind[1]])
+        one_source = sources[info.key].shape[0] == 1
+        for b in range(batch):
+            rows = torch.full((len(pos),), b * n + i, dtype=torch.long)
+            srows = torch.full((len(pos),), 0 if one_source else b, dtype=torch.long)
+            plans["q" if kind == "query" else "k"].append((rows, pos, srows))
+    return plans
+
+
+def _split(delta: torch.Tensor, kinds: list[Any], positions: list[int]) -> AttentionDeltas:
+    """``(B, n, T, W)`` changes of the rerun's rows -> :class:`AttentionDeltas`."""
     out: dict[str, torch.Tensor | None] = {"query": None, "keys": None, "keys_all": None}
     if "query" in kinds:
         out["query"] = delta[:, kinds.index("query")]
-    if key is not None and per_key:
+    if ("key", positions[0]) in kinds:
         first = kinds.index(("key", positions[0]))
         keys = delta[:, first : first + len(positions)]  # (B, P, T, W)
         t = torch.arange(keys.shape[2], device=keys.device)
