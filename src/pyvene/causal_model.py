@@ -1,7 +1,9 @@
 """CausalModel: a small deterministic structural causal model over discrete variables: the
 high-level side of interchange-intervention training and DAS, saying what a network *should*
-output when a variable is fixed or copied over from another input. Sampling helpers and
-(counter)factual datasets live in ``causal_datasets.py``.
+output when a variable is fixed or copied over from another input. Its samplers and
+(counter)factual datasets live in :mod:`pyvene.causal_sampling` (methods here delegate to
+them), the values and errors both share in :mod:`pyvene.causal_values`, and the public dataset
+module with the DAS example model is :mod:`pyvene.causal_datasets`.
 
 Fixes of the original's bugs: the caller's ``variables`` list is copied, not sorted in place;
 ``pos`` defaults to a fresh dict (the original shared one mutable default); validation raises
@@ -14,55 +16,26 @@ omits empty lengths. ``start_variables`` (always empty) and the no-op ``marginal
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
-from .errors import PyveneError, choices_message
+from .causal_sampling import (
+    generate_counterfactual_dataset,
+    generate_factual_dataset,
+    sample_input_tree_balanced,
+)
+from .causal_values import CausalModelError as CausalModelError
+from .causal_values import Setting as Setting
+from .causal_values import UnknownVariableError as UnknownVariableError
+from .causal_values import flatten_value as flatten_value
+from .causal_values import same_value as same_value
+from .causal_values import unknown_variable as unknown_variable
 
-Setting = dict[str, Any]
 Positions = Mapping[str, tuple[float, float]]
-
-
-class CausalModelError(PyveneError, ValueError):
-    """A causal model, setting, value or sampler request is invalid."""
-
-
-class UnknownVariableError(CausalModelError):
-    """A variable name is not one of the model's variables."""
-
-
-def unknown_variable(name: object, choices: Sequence[str], where: str = "") -> UnknownVariableError:
-    """The error for an unknown variable name: valid names and the closest (also by case)."""
-    msg = choices_message("variable", name, choices)
-    if "Did you mean" not in msg:  # difflib is case-sensitive
-        lower = {c.lower(): c for c in choices}
-        near = difflib.get_close_matches(str(name).lower(), list(lower), 1, 0.4)
-        msg += f" Did you mean {lower[near[0]]!r}?" if near else ""
-    return UnknownVariableError(f"{where}{msg}")
-
-
-def same_value(a: Any, b: Any) -> bool:
-    """Equality that also works for arrays and tensors (``a == b`` is elementwise there)."""
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return torch.equal(torch.as_tensor(a), torch.as_tensor(b))
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return bool(np.array_equal(a, b))
-    return bool(a == b)
-
-
-def flatten_value(value: Any) -> list[float]:
-    """A variable's value as a flat list of floats (scalars become length 1)."""
-    if isinstance(value, (bool, int, float, np.generic)):
-        return [float(value)]
-    if isinstance(value, torch.Tensor):
-        return value.detach().flatten().float().tolist()
-    return np.asarray(value, dtype=np.float64).ravel().tolist()
 
 
 class CausalModel:
@@ -126,7 +99,7 @@ class CausalModel:
         self.outputs = [v for v in self.variables if not self.children[v]]
         self.intermediates = [v for v in self.variables if v not in self.inputs + self.outputs]
         self._plan = [(v, self.functions[v], tuple(self.parents[v])) for v in self.variables]
-        self._balanced: dict[str, dict[Any, list[Setting]]] | None = None  # causal_datasets
+        self._balanced: dict[str, dict[Any, list[Setting]]] | None = None  # balanced_classes
         setting: Setting = {}
         for var, fn, pars in self._plan:  # smoke test: the defaults must evaluate
             try:
@@ -255,6 +228,23 @@ class CausalModel:
             self.equiv_classes[var] = classes
         return self.equiv_classes
 
+    def balanced_classes(self) -> dict[str, dict[Any, list[Setting]]]:
+        """:meth:`generate_equiv_classes` restricted to parent values that some input can
+        produce (computed once; the tree-balanced sampler draws from it)."""
+        if self._balanced is None:
+            self.generate_equiv_classes()
+            out: dict[str, dict[Any, list[Setting]]] = {}
+            for var in self.variables:
+                if var in self.inputs:
+                    continue
+                classes = {
+                    val: [a for a in assigns if all(p in self.inputs or a[p] in out[p] for p in a)]
+                    for val, assigns in self.equiv_classes[var].items()
+                }
+                out[var] = {val: a for val, a in classes.items() if a}
+            self._balanced = out
+        return self._balanced
+
     def find_live_paths(self, intervention: Mapping[str, Any]) -> dict[int, list[list[str]]]:
         """``{length: paths}`` (length >= 2, empty lengths omitted) of variable chains in which
         every edge ``a -> b`` is an actual cause: some value of ``a`` changes ``b``."""
@@ -309,8 +299,6 @@ class CausalModel:
     ) -> Setting:
         """Input with ``output_var`` = ``output_var_value`` (both uniform if None); see
         :func:`pyvene.causal_datasets.sample_input_tree_balanced`."""
-        from .causal_datasets import sample_input_tree_balanced
-
         return sample_input_tree_balanced(self, output_var, output_var_value, max_tries)
 
     def get_partial_filter(self, partial_setting: Mapping[str, Any]) -> Callable[[Setting], bool]:
@@ -346,8 +334,6 @@ class CausalModel:
 
     def generate_factual_dataset(self, size: int, *args: Any, **kwargs: Any) -> Any:
         """See :func:`pyvene.causal_datasets.generate_factual_dataset`."""
-        from .causal_datasets import generate_factual_dataset
-
         return generate_factual_dataset(self, size, *args, **kwargs)
 
     def generate_counterfactual_dataset(
@@ -359,8 +345,6 @@ class CausalModel:
         **kwargs: Any,
     ) -> Any:
         """See :func:`pyvene.causal_datasets.generate_counterfactual_dataset`."""
-        from .causal_datasets import generate_counterfactual_dataset
-
         return generate_counterfactual_dataset(
             self, size, intervention_id, batch_size, *args, **kwargs
         )

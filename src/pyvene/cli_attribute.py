@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from .analysis.attribution_plots import plot_attribution
     from .analysis.metrics import logit_difference, token_probability
     from .analysis.patching import num_layers
-    from .cli import CLIError, load_pair, parse_layers
+    from .cli_common import CLIError, load_pair, parse_layers
     from .families import components_of
 
     if args.top < 1:

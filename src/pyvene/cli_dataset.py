@@ -10,10 +10,12 @@ import argparse
 import os
 from typing import Any
 
+from .cli_common import CLIError, format_table, load_model, parse_layers
+from .errors import PyveneError
+
 
 def _setup(args: argparse.Namespace) -> tuple[Any, Any]:
     from .analysis import distributed as dist
-    from .cli import CLIError, load_model
 
     if not os.path.isfile(args.dataset):
         raise CLIError(f"--dataset {args.dataset!r} is not a file (one JSON record per line)")
@@ -30,7 +32,6 @@ def trace_command(args: argparse.Namespace) -> int:
     from .analysis.patching import num_layers
     from .analysis.store import RunFolderError
     from .analysis.tracing import TraceInputError
-    from .cli import CLIError, format_table, parse_layers
 
     model, tokenizer = _setup(args)
     out_dir = args.out_dir or "trace-run"
@@ -71,8 +72,6 @@ def patch_command(args: argparse.Namespace) -> int:
     from .analysis.plots import plot_sweep
     from .analysis.store import RunFolderError
     from .analysis.tracing import TraceInputError
-    from .cli import CLIError, format_table, parse_layers
-    from .errors import PyveneError
     from .families import components_of
 
     model, tokenizer = _setup(args)

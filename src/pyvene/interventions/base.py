@@ -1,5 +1,9 @@
 """The intervention contract and the base classes of the original API.
 
+The rule that reads a declared flag (:func:`declared_flag`) lives here, beside the classes it
+walks; :mod:`.contract` builds the engine's :class:`~.contract.Contract` from it (contract
+imports base, never the reverse).
+
 Contract: ``forward(base, source=None, subspaces=None, **kwargs) -> Tensor`` on gathered
 activations (``[batch, units, dim]``, ``[batch, heads, positions, head_dim]`` or
 ``[batch, dim]``). Class attributes tell the engine what it needs to know; the engine never
@@ -79,7 +83,6 @@ class Intervention(nn.Module):
     is_collect: ClassVar[bool] = False
     source_from_input: ClassVar[bool] = False
     needs_module_input: ClassVar[bool] = False
-    basis_agnostic: ClassVar[bool] = False
     registered_name: ClassVar[str] = "Intervention"
     init_args: ClassVar[tuple[str, ...]] = ()  # extra keyword arguments a class accepts
 
@@ -105,9 +108,7 @@ class Intervention(nn.Module):
 
     def __getattr__(self, name: str) -> Any:
         if name == "is_repr_distributed":  # the original's attribute, decided by the mixins
-            from .contract import contract
-
-            return contract(self).distributed
+            return declared_flag(self, "is_repr_distributed", REPR_MIXINS, True)
         return super().__getattr__(name)
 
     # -- original API -----------------------------------------------------------------------
@@ -182,8 +183,9 @@ class TrainableIntervention(Intervention):
 
     trainable: ClassVar[bool] = True
 
-    def tie_weight(self, other: Intervention) -> None:  # original API, no-op
-        pass
+    def tie_weight(self, other: Intervention) -> None:
+        """Original-API placeholder: does nothing, as in the original (a hook for subclasses
+        to share weights with a linked intervention; nothing in pyvene calls it)."""
 
 
 class ConstantSourceIntervention(Intervention):
@@ -200,17 +202,15 @@ class SourcelessIntervention(Intervention):
 
 
 class BasisAgnosticIntervention(Intervention):
-    """Original-API marker base kept so client classes can subclass it; its flag changes
-    nothing in the engine."""
-
-    basis_agnostic: ClassVar[bool] = True
+    """Original-API placeholder base, kept so client classes can subclass it. The original
+    set a ``basis_agnostic`` flag on it that nothing read; the engine treats it as a plain
+    :class:`Intervention`."""
 
 
 class SharedWeightsTrainableIntervention(TrainableIntervention):
-    """Original-API marker base kept so client classes can subclass it; trains like
+    """Original-API placeholder base, kept so client classes can subclass it. The original
+    set a ``shared_weights`` flag on it that nothing read; trains like
     :class:`TrainableIntervention`."""
-
-    shared_weights: ClassVar[bool] = True
 
 
 class LocalistRepresentationIntervention(nn.Module):
@@ -232,8 +232,46 @@ class DistributedRepresentationIntervention(nn.Module):
         super().__init__(*args, **kwargs)
 
 
+# The contract's rule for a declared flag. The original's mixins decide wherever they sit in the
+# MRO; the generic bases only supply defaults; a value set on the instance wins over both.
+GENERIC_BASES: tuple[type, ...] = (
+    Intervention,
+    TrainableIntervention,
+    ConstantSourceIntervention,
+    SourcelessIntervention,
+    BasisAgnosticIntervention,
+    SharedWeightsTrainableIntervention,
+    nn.Module,
+    object,
+)
+# is_repr_distributed, as the Localist / Distributed mixins decide it.
+REPR_MIXINS: dict[type, bool] = {
+    LocalistRepresentationIntervention: False,
+    DistributedRepresentationIntervention: True,
+}
+
+
+def declared_flag(inter: Any, name: str, mixins: dict[type, bool], default: bool) -> bool:
+    """The value ``inter`` (an instance or a class) declares for the flag ``name``: its own
+    instance value, else the first class in its MRO that is one of ``mixins`` (its value) or
+    that sets ``name`` itself and is not one of :data:`GENERIC_BASES`, else ``default``."""
+    own = {} if isinstance(inter, type) else getattr(inter, "__dict__", {})
+    if name in own:
+        return bool(own[name])
+    for klass in (inter if isinstance(inter, type) else type(inter)).__mro__:
+        if klass in mixins:
+            return mixins[klass]
+        if klass in GENERIC_BASES:
+            continue
+        if name in klass.__dict__:
+            return bool(klass.__dict__[name])
+    return default
+
+
 __all__ = [
     "BASE_INIT_ARGS",
+    "GENERIC_BASES",
+    "REPR_MIXINS",
     "BasisAgnosticIntervention",
     "ConstantSourceIntervention",
     "DistributedRepresentationIntervention",
@@ -246,6 +284,7 @@ __all__ = [
     "accepted_init_args",
     "broadcast_source",
     "check_dims",
+    "declared_flag",
     "dims_mask",
     "expand_partition",
     "get_intervention_class",

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from ..devices import real_weight
 from ..errors import ConfigError
 from .base import (
     BasisAgnosticIntervention,
@@ -126,8 +127,6 @@ def embedding_noise_level(model: torch.nn.Module, multiple: float = 3.0) -> floa
     embeddings, computed in row chunks on the embedding's device with float64 sums (no float32
     copy of the whole matrix); offloaded (``meta``) weights are read through accelerate's
     weights map."""
-    from ..devices import real_weight
-
     weight = real_weight(model.get_input_embeddings(), "weight").detach()
     flat = weight.reshape(-1, weight.shape[-1])
     step = max(1, (1 << 22) // max(1, flat.shape[-1]))  # ~4M elements per chunk

@@ -9,7 +9,8 @@ original's mixins (``ConstantSourceIntervention``, ``SourcelessIntervention``,
 ``DistributedRepresentationIntervention``), whatever their base order: the first class in the
 MRO that is one of those mixins, or that declares the attribute itself, decides; the generic
 bases (``Intervention`` ...) only supply defaults. A value set on the instance
-(``self.is_source_constant = True``, ``keep_last_dim``) wins over both.
+(``self.is_source_constant = True``, ``keep_last_dim``) wins over both. That rule is
+:func:`.base.declared_flag` (beside the classes it walks, so base never imports this module).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from torch import nn
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
+from ..errors import ConfigError, choices_message
 from . import base as _b
 
 
@@ -49,34 +51,6 @@ class Contract:
 _WRAPPERS = (DataParallel, DistributedDataParallel)
 
 
-def _generic_bases() -> tuple[type, ...]:
-    return (
-        _b.Intervention,
-        _b.TrainableIntervention,
-        _b.ConstantSourceIntervention,
-        _b.SourcelessIntervention,
-        _b.BasisAgnosticIntervention,
-        _b.SharedWeightsTrainableIntervention,
-        nn.Module,
-        object,
-    )
-
-
-def _decide(inter: Any, name: str, mixins: dict[type, bool], default: bool) -> bool:
-    own = {} if isinstance(inter, type) else getattr(inter, "__dict__", {})
-    if name in own:
-        return bool(own[name])
-    generic = _generic_bases()
-    for klass in (inter if isinstance(inter, type) else type(inter)).__mro__:
-        if klass in mixins:
-            return mixins[klass]
-        if klass in generic:
-            continue
-        if name in klass.__dict__:
-            return bool(klass.__dict__[name])
-    return default
-
-
 def contract(inter: Any) -> Contract:
     """The :class:`Contract` of ``inter``: an intervention instance, ours or a client's (or a
     class, for what its class declares)."""
@@ -84,29 +58,26 @@ def contract(inter: Any) -> Contract:
         inter = inter.module
     klass = inter if isinstance(inter, type) else type(inter)
     ours = issubclass(klass, _b.Intervention)
-    constant = _decide(
+    constant = _b.declared_flag(
         inter,
         "is_source_constant",
         {_b.ConstantSourceIntervention: True, _b.SourcelessIntervention: True},
         False,
     )
-    distributed = _decide(
+    distributed = _b.declared_flag(
         inter,
         "is_repr_distributed",
-        {
-            _b.LocalistRepresentationIntervention: False,
-            _b.DistributedRepresentationIntervention: True,
-        },
+        _b.REPR_MIXINS,
         ours,  # the original flattens every Intervention that is not Localist
     )
     return Contract(
         source_constant=constant,
-        collects=_decide(inter, "is_collect", {}, False),
+        collects=_b.declared_flag(inter, "is_collect", {}, False),
         distributed=distributed,
         keep_last_dim=not isinstance(inter, type) and bool(getattr(inter, "keep_last_dim", False)),
-        source_from_input=_decide(inter, "source_from_input", {}, False),
-        module_input=_decide(inter, "needs_module_input", {}, False),
-        trainable=_decide(inter, "trainable", {_b.TrainableIntervention: True}, False),
+        source_from_input=_b.declared_flag(inter, "source_from_input", {}, False),
+        module_input=_b.declared_flag(inter, "needs_module_input", {}, False),
+        trainable=_b.declared_flag(inter, "trainable", {_b.TrainableIntervention: True}, False),
     )
 
 
@@ -120,8 +91,6 @@ def construct(
     fields plus ``embed_dim`` (as the original passes them), then ``saved`` constructor
     arguments. Only arguments the constructor accepts are passed: all of them when it takes
     ``**kwargs``, else its named parameters; a saved argument it does not take is refused."""
-    from ..errors import ConfigError, choices_message
-
     kwargs = dict(rep_fields)
     kwargs.update(embed_dim=embed_dim, use_fast=False)
     saved = dict(saved or {})
