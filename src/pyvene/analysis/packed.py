@@ -171,15 +171,24 @@ def _cumsum(sizes: list[int]) -> list[int]:
 
 
 def _store_values(chunk, preps, logits) -> None:
-    """Each job's metric on its rows of the chunk (one call per job, not per row)."""
-    jobs = torch.tensor([r.job for r in chunk])
-    for j in jobs.unique().tolist():
-        idx = (jobs == j).nonzero().squeeze(1)
+    """Each job's metric on its rows of the chunk: one call per run of consecutive rows of
+    one job, on a slice (a view) of the logits, not a gathered copy of ``(rows, vocab)``."""
+    parts: dict[int, list[torch.Tensor]] = defaultdict(list)
+    i = 0
+    while i < len(chunk):
+        j, end = chunk[i].job, i + 1
+        while end < len(chunk) and chunk[end].job == j:
+            end += 1
+        parts[j].append(preps[j].metric(logits[i:end]).float())
+        i = end
+    rows: dict[int, list[_Row]] = defaultdict(list)
+    for r in chunk:
+        rows[r.job].append(r)
+    for j, vals in parts.items():
         prep = preps[j]
-        vals = prep.metric(logits[idx.to(logits.device)]).float()
-        ci = torch.tensor([chunk[i].cell for i in idx.tolist()], device=prep.values.device)
-        bi = torch.tensor([chunk[i].b for i in idx.tolist()], device=prep.values.device)
-        prep.values[ci, bi] = vals.to(prep.values.device)
+        ci = torch.tensor([r.cell for r in rows[j]], device=prep.values.device)
+        bi = torch.tensor([r.b for r in rows[j]], device=prep.values.device)
+        prep.values[ci, bi] = torch.cat(vals).to(prep.values.device)
 
 
 def _run_stacked(model, stack, preps, sites, packed, max_rows, budget, overhead, progress):
