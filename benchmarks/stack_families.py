@@ -41,13 +41,14 @@ def deeper(model: torch.nn.Module, n_layers: int) -> torch.nn.Module:
     field = next((f for f in LAYER_FIELDS if isinstance(getattr(config, f, None), int)), None)
     if field is None or not n_layers:
         return model
-    config = type(config).from_dict({**config.to_dict(), field: n_layers})
-    config._attn_implementation = model.config._attn_implementation
-    for name in ("layer_types", "sliding_window_pattern"):  # per-layer lists follow the depth
-        value = getattr(model.config, name, None)
+    fields = {**config.to_dict(), field: n_layers}
+    for name in ("layer_types",):  # per-layer lists follow the depth
+        value = fields.get(name)
         if isinstance(value, list) and value:
-            setattr(config, name, (value * n_layers)[:n_layers])
+            fields[name] = (value * n_layers)[:n_layers]
     try:
+        config = type(config).from_dict(fields)
+        config._attn_implementation = model.config._attn_implementation
         torch.manual_seed(0)
         return type(model)(config).eval()
     except Exception as exc:  # noqa: BLE001 - report and keep the shallow model
