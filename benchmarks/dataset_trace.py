@@ -2,12 +2,15 @@
 
     python benchmarks/dataset_trace.py [--model tiny|smollm2] [--prompts 20] [--samples 3]
                                        [--kinds block_output] [--batch 10] [--threads N]
+                                       [--shared-noise-level]
 
 The first ``--prompts`` facts of examples/facts.jsonl (ragged: 6-14 tokens) are traced twice:
 ``trace_dataset`` (``--batch`` prompts packed per job: rows of different prompts share layer
 calls) and a loop of ``causal_trace`` calls (one job per prompt). Grids are asserted equal
 (1e-5); seconds per prompt and the ratio are printed. ``tiny`` is a seeded 4-layer random
 llama with the SmolLM2 tokenizer (call overhead dominates); ``smollm2`` the bundled model.
+``--shared-noise-level`` computes ROME's noise scale once and passes it to both paths (by
+default each ``causal_trace`` call computes it, as a user's loop would).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import torch
 
 from pyvene.analysis.dataset_trace import trace_dataset
 from pyvene.analysis.tracing import causal_trace
+from pyvene.interventions.basic import embedding_noise_level
 from pyvene.zoo import create_llama, load_smollm2, tiny_llama_config
 
 FACTS = Path(__file__).parents[1] / "examples" / "facts.jsonl"
@@ -34,6 +38,7 @@ def main() -> None:
     parser.add_argument("--kinds", default="block_output")
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--shared-noise-level", action="store_true")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -49,6 +54,8 @@ def main() -> None:
     ]
     kinds = tuple(args.kinds.split(","))
     opts = dict(samples=args.samples, window=10, kinds=kinds, progress=False, seed=0)
+    if args.shared_noise_level:
+        opts["noise_level"] = embedding_noise_level(model, 3.0)
     lengths = [len(tok(r["prompt"])["input_ids"]) for r in records]
     trace_dataset(model, tok, records[:2], filter_correct=False, **opts)  # warm-up
     t0 = time.perf_counter()

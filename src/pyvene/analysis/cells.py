@@ -191,9 +191,13 @@ class SweepRuns:
     """One sweep's collected runs and planned rows: the canonical cells (``todo``), the
     source / base stores, the base and source metrics, the (cell, base example) rows left to
     compute and ``values`` (cells x base examples) holding the rows equal to the base run.
-    New (component, layer) sites are added to ``sites`` (shared across packed jobs)."""
 
-    def __init__(self, model, base, source, cells, metric, stack, sites, where: str = "") -> None:
+    Built in two steps: the constructor checks the inputs and lists the (component, layer)
+    sites the cells read (``keys``); :meth:`collect` runs the source and the base
+    (:func:`collect_runs`) and :meth:`finish` plans the rows from the two stores (packed jobs
+    collect many sweeps' runs in shared batches, :mod:`.padded`, then call :meth:`finish`)."""
+
+    def __init__(self, base, source, cells, metric, n_layers, where: str = "") -> None:
         base, source = sweep_inputs(base), sweep_inputs(source)
         (nb, seq), (ns, sseq) = input_shape(base), input_shape(source)
         if sseq != seq:
@@ -204,23 +208,35 @@ class SweepRuns:
             raise DimensionMismatchError(
                 f"{where}source batch must be 1 or the base batch {nb} (got {ns})"
             )
-        n_layers = stack.num_layers if stack is not None else None
         self.todo = todo = canonical_cells(cells, seq, n_layers)
-        keys = {(c.component, k) for c in todo for k in c.layers}
-        self.src, _, src_last = collect_runs(model, source, keys, None)
-        self.store, self.out, base_last = collect_runs(model, base, keys, stack)
-        for key in sorted(keys - set(sites)):
-            sites[key] = SweepSite(model, *key, self.src[key].shape[-1])
-        for comp, layer, head in {(c.component, c.layers[0], c.head) for c in todo}:
+        self.keys = {(c.component, k) for c in todo for k in c.layers}
+        self.base, self.source, self.metric, self.n_layers = base, source, metric, n_layers
+        self.nb, self.ns, self.seq = nb, ns, seq
+        self.out: Any = None
+
+    def collect(self, model: nn.Module, stack: LayerStack | None, sites: dict) -> None:
+        """The source and the base run of this sweep alone, then :meth:`finish`."""
+        src, _, src_last = collect_runs(model, self.source, self.keys, None)
+        store, self.out, base_last = collect_runs(model, self.base, self.keys, stack)
+        self.finish(model, sites, src, store, src_last, base_last)
+
+    def finish(self, model, sites, src, store, src_last, base_last) -> None:
+        """Plan the rows from the collected stores (``(rows, seq, width)`` per site) and the
+        last position's logits of the source and the base run. New (component, layer) sites
+        are added to ``sites`` (shared across packed jobs)."""
+        self.src, self.store = src, store
+        for key in sorted(self.keys - set(sites)):
+            sites[key] = SweepSite(model, *key, src[key].shape[-1])
+        for comp, layer, head in {(c.component, c.layers[0], c.head) for c in self.todo}:
             sites[(comp, layer)].unit_cols(head)  # raises for a head the component lacks
+        metric, nb = self.metric, self.nb
         self.base_rows = metric(base_last).float()
         self.src_value, self.base_value = metric(src_last).float().mean(), self.base_rows.mean()
-        self.rows, known = plan_rows(todo, nb, sites, self.src, self.store, n_layers)
-        self.values = torch.empty(len(todo), nb, device=base_last.device)
+        self.rows, known = plan_rows(self.todo, nb, sites, src, store, self.n_layers)
+        self.values = torch.empty(len(self.todo), nb, device=base_last.device)
         if known:
             ci, bi = (torch.tensor(x, device=base_last.device) for x in zip(*known))
             self.values[ci, bi] = self.base_rows[bi]
-        self.base, self.metric, self.nb, self.ns, self.seq = base, metric, nb, ns, seq
 
 
 def sweep_stack(model: nn.Module, seq: int, method: str) -> LayerStack | None:
@@ -258,7 +274,8 @@ def run_cells(
     stack = sweep_stack(model, seq, method)
     sites: dict[tuple[str, int], SweepSite] = {}
     with torch.no_grad():
-        runs = SweepRuns(model, base, source, cells, metric, stack, sites)
+        runs = SweepRuns(base, source, cells, metric, stack.num_layers if stack else None)
+        runs.collect(model, stack, sites)
         values, device = runs.values, runs.values.device
         plan, overhead = plan_chunks(
             runs.rows, stack, model, seq, max_rows, memory_budget, overhead_tokens, device

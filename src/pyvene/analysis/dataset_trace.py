@@ -25,6 +25,7 @@ from ..interventions.basic import embedding_noise_level
 from .dataset_run import run_dataset
 from .metrics import token_probability
 from .packed import Job, run_jobs
+from .padded import last_logits
 from .patching import component_cells, num_layers, split_grids, window_layers
 from .plots import rome_panels
 from .store import RunStore
@@ -234,22 +235,23 @@ def _skip(index: int, record: dict, reason: str) -> dict[str, Any]:
 def _trace_batch(model, tokenizer, records, batch, ctx):
     """Entries and grids of one batch of records, as one packed job."""
     device = model.get_input_embeddings().weight.device
-    entries, jobs, kept = [], [], []
+    entries, jobs, kept, todo = [], [], [], []
     for i in batch:
         rec = records[i]
         try:
-            ids, span, target_id = trace_prompt(
+            todo.append((i, rec, *trace_prompt(
                 tokenizer, rec["prompt"], rec["target"], rec["subject"], device
-            )
+            )))  # fmt: skip
         except TraceInputError as exc:
             entries.append(_skip(i, rec, str(exc)))
+    if ctx["filter_correct"] and todo:  # one left-padded forward for the whole batch
+        logits = last_logits(model, [ids for _, _, ids, _, _ in todo])
+        predicted = torch.stack(logits).argmax(-1).tolist()
+    for n, (i, rec, ids, span, target_id) in enumerate(todo):
+        if ctx["filter_correct"] and predicted[n] != target_id:
+            word = tokenizer.convert_ids_to_tokens([predicted[n]])[0]
+            entries.append(_skip(i, rec, f"clean prediction {word!r} is not the target"))
             continue
-        if ctx["filter_correct"]:
-            predicted = int(model(input_ids=ids).logits[0, -1].argmax())
-            if predicted != target_id:
-                word = tokenizer.convert_ids_to_tokens([predicted])[0]
-                entries.append(_skip(i, rec, f"clean prediction {word!r} is not the target"))
-                continue
         corrupted = corrupt_embeddings(model, ids, span, ctx["samples"], ctx["level"], ctx["seed"])
         runs = {k: [window_layers(x, w, ctx["n_layers"]) for x in ctx["layers"]]
                 for k, w in trace_windows(ctx["kinds"], ctx["window"]).items()}  # fmt: skip

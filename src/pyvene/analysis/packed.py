@@ -3,8 +3,11 @@
 A :class:`Job` is one sweep (base inputs, source inputs, cells, metric), as
 :func:`.cells.run_cells` takes. :func:`run_jobs` evaluates the cells of many jobs together:
 
-* each job's source and base runs are collected unpadded (exactly as for one job), and its
-  rows planned as :func:`.cells.run_cells` plans them (shared-prefix rows dropped);
+* the source runs of all jobs are collected in one forward and the base runs in another,
+  left-padded to the longest prompt with a padding-aware attention mask and position ids
+  (:mod:`.padded`; models that cannot pad share forwards between jobs of equal length), and
+  each job's rows are planned as :func:`.cells.run_cells` plans them (shared-prefix rows
+  dropped);
 * with a layer adapter (:mod:`.stack`), every job is left-padded to the longest prompt: the
   last position is the last token of every row. Rows of all jobs are bucketed by first
   position (padded coordinates) and share layer calls; each row attends only to its own
@@ -36,9 +39,10 @@ from .cells import (
     sweep_inputs,
     sweep_stack,
 )
+from .padded import KV, PaddedRuns, collect_jobs
 from .patches import RowPatches, packed_entries
 from .planning import OVERHEAD_TOKENS, OVERHEAD_TOKENS_DEFAULT, bucket_rows, rows_per_chunk
-from .stack import PrefixKV, layer_kv, run_cache
+from .stack import PrefixKV
 
 
 @dataclass
@@ -64,12 +68,12 @@ class _Row:
 class _Prepared(SweepRuns):
     """One job's collected runs and planned rows (:class:`.cells.SweepRuns`)."""
 
-    def __init__(self, model, job: Job, index: int, stack, sites) -> None:
-        super().__init__(
-            model, job.base, job.source, job.cells, job.metric, stack, sites, f"job {index}: "
-        )
+    def __init__(self, job: Job, index: int, n_layers: int | None) -> None:
+        super().__init__(job.base, job.source, job.cells, job.metric, n_layers, f"job {index}: ")
+
+    def finish(self, model, sites, src, store, src_last, base_last) -> None:
+        super().finish(model, sites, src, store, src_last, base_last)
         self.rows = [(r.cell, r.b, r.start, r.q) for r in self.rows]
-        self.inputs = {k: v for k, v in self.store.items() if k[0] == "__in__"}
         self.src_value, self.base_value = float(self.src_value), float(self.base_value)
 
 
@@ -93,13 +97,16 @@ def run_jobs(
     stack = sweep_stack(model, T, method)
     sites: dict = {}
     with torch.no_grad():
-        preps = [_Prepared(model, j, i, stack, sites) for i, j in enumerate(jobs)]
+        preps = [_Prepared(j, i, stack.num_layers if stack else None) for i, j in enumerate(jobs)]
+        padded = collect_jobs(model, preps, stack, sites, T)
         device = preps[0].values.device
         overhead = overhead_tokens
         if overhead is None:
             overhead = OVERHEAD_TOKENS.get(torch.device(device).type, OVERHEAD_TOKENS_DEFAULT)
         if stack is not None:
-            _run_stacked(model, stack, preps, sites, T, max_rows, memory_budget, overhead, progress)
+            packed = _Packed(preps, sites, stack, T, padded)
+            _run_stacked(model, stack, preps, sites, packed, max_rows, memory_budget, overhead,
+                         progress)  # fmt: skip
         else:
             _run_full(model, preps, sites, max_rows, memory_budget, progress)
     return [(p.values.mean(dim=1), p.base_value, p.src_value) for p in preps]
@@ -120,19 +127,25 @@ def _pad(tensors: list[torch.Tensor], offsets: list[int], T: int, dim: int) -> t
 
 class _Packed:
     """Every job's stores, left-padded to ``T`` and concatenated over jobs: base rows
-    ``boff[j] + b``, source rows ``soff[j] + s``."""
+    ``boff[j] + b``, source rows ``soff[j] + s`` (``soff_key[key][j] + s`` for a site some
+    jobs lack). ``padded``: the runs already collected as one left-padded batch."""
 
-    def __init__(self, preps, sites, stack, T) -> None:
+    def __init__(self, preps, sites, stack, T, padded: PaddedRuns | None = None) -> None:
         offs = [T - p.seq for p in preps]
         self.off, self.T = offs, T
         self.boff = _cumsum([p.nb for p in preps])
         self.soff = _cumsum([p.ns for p in preps])
+        if padded is not None:
+            self.src = {key: padded.src[key] for key in sites}
+            self.soff_key = dict.fromkeys(sites, self.soff)
+            self.row_off = padded.row_off.to(preps[0].values.device)
+            self.inputs, self.keys, self.values = padded.inputs, padded.keys, padded.values
+            return
         self.src = {
             key: _pad([p.src[key] for p in preps if key in p.src],
                       [o for o, p in zip(offs, preps) if key in p.src], T, 1)
             for key in sites
         }  # fmt: skip
-        # Source rows of the jobs that lack a key are absent above: index through soff_key.
         self.soff_key = {
             key: _cumsum([p.ns if key in p.src else 0 for p in preps]) for key in sites
         }
@@ -144,10 +157,9 @@ class _Packed:
             return
         self.inputs, self.keys, self.values = [], [], []
         for k in range(stack.num_layers):
-            self.inputs.append(_pad([p.inputs[("__in__", k)] for p in preps], offs, T, 1))
-            kv = [layer_kv(run_cache(p.out), k) for p in preps]
-            self.keys.append(_pad([x[0] for x in kv], offs, T, 2))
-            self.values.append(_pad([x[1] for x in kv], offs, T, 2))
+            self.inputs.append(_pad([p.store[("__in__", k)] for p in preps], offs, T, 1))
+            self.keys.append(_pad([p.store[(KV[0], k)] for p in preps], offs, T, 2))
+            self.values.append(_pad([p.store[(KV[1], k)] for p in preps], offs, T, 2))
 
 
 def _cumsum(sizes: list[int]) -> list[int]:
@@ -159,19 +171,28 @@ def _cumsum(sizes: list[int]) -> list[int]:
 
 
 def _store_values(chunk, preps, logits) -> None:
-    """Each job's metric on its rows of the chunk (one call per job, not per row)."""
-    jobs = torch.tensor([r.job for r in chunk])
-    for j in jobs.unique().tolist():
-        idx = (jobs == j).nonzero().squeeze(1)
+    """Each job's metric on its rows of the chunk: one call per run of consecutive rows of
+    one job, on a slice (a view) of the logits, not a gathered copy of ``(rows, vocab)``."""
+    parts: dict[int, list[torch.Tensor]] = defaultdict(list)
+    i = 0
+    while i < len(chunk):
+        j, end = chunk[i].job, i + 1
+        while end < len(chunk) and chunk[end].job == j:
+            end += 1
+        parts[j].append(preps[j].metric(logits[i:end]).float())
+        i = end
+    rows: dict[int, list[_Row]] = defaultdict(list)
+    for r in chunk:
+        rows[r.job].append(r)
+    for j, vals in parts.items():
         prep = preps[j]
-        vals = prep.metric(logits[idx.to(logits.device)]).float()
-        ci = torch.tensor([chunk[i].cell for i in idx.tolist()], device=prep.values.device)
-        bi = torch.tensor([chunk[i].b for i in idx.tolist()], device=prep.values.device)
-        prep.values[ci, bi] = vals.to(prep.values.device)
+        ci = torch.tensor([r.cell for r in rows[j]], device=prep.values.device)
+        bi = torch.tensor([r.b for r in rows[j]], device=prep.values.device)
+        prep.values[ci, bi] = torch.cat(vals).to(prep.values.device)
 
 
-def _run_stacked(model, stack, preps, sites, T, max_rows, budget, overhead, progress):
-    packed = _Packed(preps, sites, stack, T)
+def _run_stacked(model, stack, preps, sites, packed, max_rows, budget, overhead, progress):
+    T = packed.T
     rows = [
         _Row(j, c, b, s, q + packed.off[j]) for j, p in enumerate(preps) for c, b, s, q in p.rows
     ]
