@@ -85,3 +85,29 @@ def hooked(module, side, fn):
         return args, {**kwargs, key: new}
 
     return module.register_forward_pre_hook(pre, with_kwargs=True)
+
+
+def offloaded_llama(kind: str, tmp_path, seed: int = 11):
+    """``make_llama(seed)`` dispatched by accelerate: weights offloaded to the CPU map
+    (``kind="cpu"``) or to disk (``"disk"``), executed on the CPU; parameters left on meta."""
+    accelerate = pytest.importorskip("accelerate")
+    model = make_llama(seed=seed)
+    if kind == "cpu":
+        accelerate.cpu_offload(model, execution_device=torch.device("cpu"))
+    else:
+        accelerate.disk_offload(model, str(tmp_path / "off"), execution_device="cpu")
+    assert next(model.parameters()).device.type == "meta"
+    return model
+
+
+def captured(model, module, side, inputs):
+    """A detached copy of what a plain hook on ``module``'s first input or output sees in a
+    no-grad forward of ``inputs`` (the hook is removed even if the forward raises)."""
+    store = {}
+    handle = hooked(module, side, lambda x: store.setdefault("x", x.detach().clone()))
+    try:
+        with torch.no_grad():
+            model(**inputs)
+    finally:
+        handle.remove()
+    return store["x"]

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from functools import partial
 
-import torch
-from conftest import hooked
+from conftest import captured
 from family_models import LAYER, LLAMA_LIKE, build
 
 from pyvene.families import FAMILIES
@@ -341,15 +340,7 @@ def model_for(model_type):
 
 def read(model, ref, inputs):
     path, side, _, _ = ref
-    store = {}
-    module = walk(model, path, LAYER if "{i}" in path else 0)
-    handle = hooked(module, side, lambda x: store.setdefault("x", x.detach().clone()))
-    try:
-        with torch.no_grad():
-            model(**inputs)
-    finally:
-        handle.remove()
-    return store["x"]
+    return captured(model, walk(model, path, LAYER if "{i}" in path else 0), side, inputs)
 
 
 def cases():

@@ -4,6 +4,7 @@ and a forward with one module's first input or output replaced."""
 from __future__ import annotations
 
 import torch
+from conftest import captured
 
 
 def first(x):
@@ -12,21 +13,7 @@ def first(x):
 
 def read(model, module, side, inputs):
     """What a plain forward (pre-)hook on ``module`` sees."""
-    store = {}
-
-    def keep(x):
-        store["x"] = x  # returns None: the hooks only read
-
-    if side == "output":
-        handle = module.register_forward_hook(lambda m, a, o: keep(first(o)))
-    else:
-        handle = module.register_forward_pre_hook(lambda m, a: keep(a[0]))
-    try:
-        with torch.no_grad():
-            model(**inputs)
-    finally:
-        handle.remove()
-    return store["x"].detach().clone()
+    return captured(model, module, side, inputs)
 
 
 def run_patched(model, module, side, fn, inputs):

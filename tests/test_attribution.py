@@ -47,6 +47,24 @@ def linear_tail(kind: str, zero_mlp: bool, sharpen: float = 1.0):
     return model
 
 
+QK_COMPONENTS = ["head_query_output", "head_key_output", "query_output", "key_output"]
+
+
+def assert_qk_fix_exact(model, per_position):
+    """AtP* with the QK fix equals every single query / key patch (the rest of the path is
+    linear), also with one source row for both base rows; plain AtP misses by > 20%. Returns
+    the fixed estimate's result (its verification holds the exact values)."""
+    comps = QK_COMPONENTS
+    fixed, res = grid_errors(model, comps, per_position, method="atp*", grad_drop=False)
+    assert max(fixed.values()) < 1e-5, fixed
+    one, _ = grid_errors(model, comps[:2], per_position, 1, method="atp*", grad_drop=False)
+    assert max(one.values()) < 1e-5, one  # one source row for both base rows
+    plain, _ = grid_errors(model, comps, per_position, method="atp")
+    scale = max(res.verification[c].exact.abs().max().item() for c in comps)
+    assert max(plain.values()) > 0.2 * scale, (plain, scale)  # linearising the softmax fails
+    return res
+
+
 def grid_errors(model, comps, per_position=None, source_rows=2, **kwargs):
     base, source = ids(2, 6, seed=1), ids(source_rows, 6, seed=2)
     res = attribution_patching(
@@ -83,14 +101,7 @@ def test_qk_fix_is_exact_and_fixes_saturation(kind, per_position):
     """Queries/keys of a sharply saturated last layer: the QK fix equals the exact effect of
     each single query or key patch (the rest of the path is linear); plain AtP does not."""
     model = linear_tail(kind, zero_mlp=True, sharpen=30.0)
-    comps = ["head_query_output", "head_key_output", "query_output", "key_output"]
-    fixed, res = grid_errors(model, comps, per_position, method="atp*", grad_drop=False)
-    assert max(fixed.values()) < 1e-5, fixed
-    one, _ = grid_errors(model, comps[:2], per_position, 1, method="atp*", grad_drop=False)
-    assert max(one.values()) < 1e-5, one  # one source row for both base rows
-    plain, _ = grid_errors(model, comps, per_position, method="atp")
-    scale = max(res.verification[c].exact.abs().max().item() for c in comps)
-    assert max(plain.values()) > 0.2 * scale, (plain, scale)  # linearising the softmax fails
+    assert_qk_fix_exact(model, per_position)
 
 
 def test_gradient_matches_finite_differences():

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import hooked, ids, make_llama
-from test_attribution import grid_errors, metric70
+from conftest import hooked, ids, make_llama, offloaded_llama
+from test_attribution import QK_COMPONENTS, assert_qk_fix_exact, grid_errors, metric70
 from torch import nn
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
@@ -21,21 +21,12 @@ COMPS = ["block_output", "mlp_activation", "head_attention_value_output", "head_
 
 
 # --------------------------------------------------------------------------- offloaded models
-def _offloaded(kind: str, tmp_path):
-    accelerate = pytest.importorskip("accelerate")
-    model = make_llama(seed=11)
-    if kind == "cpu":
-        accelerate.cpu_offload(model, execution_device=torch.device("cpu"))
-    else:
-        accelerate.disk_offload(model, str(tmp_path / "off"), execution_device="cpu")
-    assert next(model.parameters()).device.type == "meta"
-    return model
 
 
 @pytest.mark.parametrize("kind", ["cpu", "disk"])
 @pytest.mark.parametrize("method", ["atp", "atp*"])
 def test_offloaded_model_gives_the_plain_estimates_and_verified_values(kind, method, tmp_path):
-    plain, off = make_llama(seed=11), _offloaded(kind, tmp_path)
+    plain, off = make_llama(seed=11), offloaded_llama(kind, tmp_path)
     flags = [p.requires_grad for p in off.parameters()]
     base, source = ids(2, 6, seed=1), ids(2, 6, seed=2)
     got = [
@@ -109,14 +100,8 @@ def neox_reference(model, base, source, comp, layer, position, head) -> float:
 @pytest.mark.parametrize("per_position", [True, False])
 def test_neox_query_key_heads_with_the_qk_fix_equal_single_patches(per_position):
     model = make_neox(sharpen=30.0)
-    comps = ["head_query_output", "head_key_output", "query_output", "key_output"]
-    fixed, res = grid_errors(model, comps, per_position, method="atp*", grad_drop=False)
-    assert max(fixed.values()) < 1e-5, fixed
-    one, _ = grid_errors(model, comps[:2], per_position, 1, method="atp*", grad_drop=False)
-    assert max(one.values()) < 1e-5, one  # one source row for both base rows
-    plain, _ = grid_errors(model, comps, per_position, method="atp")
-    scale = max(res.verification[c].exact.abs().max().item() for c in comps)
-    assert max(plain.values()) > 0.2 * scale, (plain, scale)  # linearising the softmax fails
+    res = assert_qk_fix_exact(model, per_position)
+    comps = QK_COMPONENTS
     base, source = ids(2, 6, seed=1), ids(2, 6, seed=2)
     for comp in comps[:2]:  # the verified values against hand-reshaped torch hooks
         ver = res.verification[comp]

@@ -8,7 +8,7 @@ import importlib
 
 import pytest
 import torch
-from conftest import ids, make_gpt2
+from conftest import captured, ids, make_gpt2
 from torch import nn
 from transformers import GPT2LMHeadModel
 
@@ -93,21 +93,6 @@ def test_star_import_of_modeling_utils():
 # --------------------------------------------------------------------------- factories
 
 
-def _read_block(model, module, inputs):
-    store = {}
-
-    def hook(mod, args, out):
-        store["x"] = out[0] if isinstance(out, tuple) else out  # returns None: read only
-
-    h = module.register_forward_hook(hook)
-    try:
-        with torch.no_grad():
-            model(**inputs)
-    finally:
-        h.remove()
-    return store["x"]
-
-
 @pytest.mark.parametrize(
     "factory,block",
     [
@@ -125,7 +110,7 @@ def test_text_factories_build_seeded_models_that_wrap(factory, block):
     inputs = {
         "input_ids": torch.randint(1, 100, (2, 6), generator=torch.Generator().manual_seed(0))
     }
-    expect = _read_block(model, block(model), inputs)
+    expect = captured(model, block(model), "output", inputs)
     pvm = pv.IntervenableModel(
         {"layer": 1, "component": "block_output", "intervention_type": pv.CollectIntervention},
         model,
@@ -182,7 +167,9 @@ def test_ndif_backend_is_refused_and_builder_wraps_natively():
     assert isinstance(pvm, pv.IntervenableModel)
     inputs = ids(1, 4, 0)
     (_, collected), _ = pvm(inputs)
-    torch.testing.assert_close(collected[0], _read_block(model, model.transformer.h[0], inputs))
+    torch.testing.assert_close(
+        collected[0], captured(model, model.transformer.h[0], "output", inputs)
+    )
 
 
 def test_list_and_format_components_match_the_family_table():

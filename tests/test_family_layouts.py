@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import hooked
+from conftest import captured, hooked
 from family_refs import model_for, out_tensor
 
 import pyvene as pv
@@ -26,17 +26,6 @@ V = 60
 
 def _ids(batch, seq, seed):
     return {"input_ids": torch.randint(1, V, (batch, seq), generator=torch.Generator().manual_seed(seed))}  # fmt: skip
-
-
-def _capture(model, module, side, inputs):
-    store = {}
-    handle = hooked(module, side, lambda x: store.setdefault("x", x.detach().clone()))
-    try:
-        with torch.no_grad():
-            model(**inputs)
-    finally:
-        handle.remove()
-    return store["x"]
 
 
 def _patched(model, module, side, inputs, edit):
@@ -72,7 +61,7 @@ def test_neox_head_value_patch_from_shorter_source():
     module = model.gpt_neox.layers[1].attention.query_key_value
     h = model.config.num_attention_heads
     base, source = _ids(2, 7, 11), _ids(2, 4, 12)
-    src = _capture(model, module, "output", source).view(2, 4, h, 3, -1)
+    src = captured(model, module, "output", source).view(2, 4, h, 3, -1)
 
     def edit(x):
         x.view(2, 7, h, 3, -1)[:, 6, 2, 2] = src[:, 3, 2, 2]
@@ -122,7 +111,7 @@ def test_opt_mlp_patch_from_longer_source_uses_batch_and_sequence_view():
     model, _ = model_for("opt")
     module = model.model.decoder.layers[1].fc2
     base, source = _ids(2, 5, 31), _ids(2, 8, 32)
-    src = _capture(model, module, "output", source)
+    src = captured(model, module, "output", source)
     assert src.shape == (2 * 8, model.config.hidden_size)  # token-flattened in HF
     src = src.view(2, 8, -1)
 
@@ -164,7 +153,7 @@ def test_opt_mlp_steering_during_generation_matches_no_cache_loop():
 def test_opt_module_path_keeps_the_raw_flattened_tensor():
     model, _ = model_for("opt")
     base = _ids(2, 5, 51)
-    raw = _capture(model, model.model.decoder.layers[1].fc2, "output", base)
+    raw = captured(model, model.model.decoder.layers[1].fc2, "output", base)
     pvm = pv.IntervenableModel({"component": "decoder.layers.1.fc2.output", "intervention_type": pv.CollectIntervention}, model)  # fmt: skip
     (_, got), _ = pvm(base)
     torch.testing.assert_close(got[0], raw.unsqueeze(1), rtol=0, atol=0)  # (B * S, 1, D)
@@ -180,13 +169,13 @@ def test_mixtral_experts_whole_tensor_collect_and_zero_by_module_path():
     model, _ = model_for("mixtral")
     experts = model.model.layers[1].mlp.experts
     base = _ids(2, 6, 61)
-    raw = _capture(model, experts, "output", base)
+    raw = captured(model, experts, "output", base)
     assert raw.shape == (12, model.config.hidden_size)
     path = "layers.1.mlp.experts.output"
     pvm = pv.IntervenableModel({"component": path, "intervention_type": pv.CollectIntervention}, model)  # fmt: skip
     (_, got), _ = pvm(base)
     torch.testing.assert_close(got[0].squeeze(1), raw, rtol=0, atol=0)
-    mlp_out = _capture(model, model.model.layers[1].mlp, "output", base)
+    mlp_out = captured(model, model.model.layers[1].mlp, "output", base)
     torch.testing.assert_close(mlp_out, raw.view(2, 6, -1), rtol=0, atol=0)  # = mlp_output
 
     expected = _patched(model, experts, "output", base, torch.zeros_like)
@@ -204,7 +193,7 @@ def test_opt_skip_on_mlp_activation_reads_the_source_input_as_batch_and_sequence
     model, _ = model_for("opt")
     act = model.model.decoder.layers[0].activation_fn
     base, source = _ids(2, 5, 41), _ids(2, 6, 42)
-    src_in = _capture(model, act, "input", source).view(2, 6, -1)
+    src_in = captured(model, act, "input", source).view(2, 6, -1)
 
     def edit(x):
         v = x.view(2, 5, -1)

@@ -9,27 +9,10 @@ import pytest
 import torch
 import transformers
 from conftest import hooked, ids, make_gpt2, make_llama
+from trainer_helpers import Data, InterventionTrainer
 
 import pyvene as pv
 from pyvene.zoo import load_smollm2_tokenizer
-
-
-class Data(torch.utils.data.Dataset):
-    """Three fixed sequences; the target is token 5 at every position."""
-
-    def __len__(self) -> int:
-        return 3
-
-    def __getitem__(self, i: int) -> dict:
-        g = torch.Generator().manual_seed(i)
-        return {"input_ids": torch.randint(1, 40, (7,), generator=g), "labels": torch.full((7,), 5)}
-
-
-class InterventionTrainer(transformers.Trainer):
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        base = {"input_ids": inputs["input_ids"]}
-        _, out = model(base, unit_locations={"base": list(range(7))}, labels=inputs["labels"])
-        return (out.loss, out) if return_outputs else out.loss
 
 
 def test_hf_trainer_trains_only_the_intervention(tmp_path):

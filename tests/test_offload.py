@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import ids, make_llama
+from conftest import ids, make_llama, offloaded_llama
 
 import pyvene as pv
 from pyvene.analysis import patching_sweep
@@ -15,19 +15,9 @@ from pyvene.analysis.tracing import causal_trace, corrupt_embeddings
 accelerate = pytest.importorskip("accelerate")
 
 
-def _offloaded(kind: str, tmp_path):
-    model = make_llama(seed=11)
-    if kind == "cpu":
-        accelerate.cpu_offload(model, execution_device=torch.device("cpu"))
-    else:
-        accelerate.disk_offload(model, str(tmp_path / "off"), execution_device="cpu")
-    assert next(model.parameters()).device.type == "meta"
-    return model
-
-
 @pytest.fixture(params=["cpu", "disk"])
 def pair(request, tmp_path):
-    return make_llama(seed=11), _offloaded(request.param, tmp_path)
+    return make_llama(seed=11), offloaded_llama(request.param, tmp_path)
 
 
 def _das(model):

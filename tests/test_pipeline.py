@@ -7,21 +7,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import hooked, ids
+from conftest import captured, hooked, ids
 
 import pyvene as pv
 
 
 def block_output(model, base, layer):
     """The residual stream after ``layer``, read with a plain torch hook."""
-    got = {}
-    handle = hooked(model.transformer.h[layer], "output", lambda t: got.setdefault("x", t))
-    try:
-        with torch.no_grad():
-            model(**base)
-    finally:
-        handle.remove()
-    return got["x"]
+    return captured(model, model.transformer.h[layer], "output", base)
 
 
 def collect_pvm(model, layer=1):

@@ -9,22 +9,10 @@ import sys
 
 import pytest
 import torch
-from conftest import first, ids, make_gpt2
+from conftest import captured, ids, make_gpt2
 
 import pyvene as pv
 from pyvene.families import HookSite, register_site_resolver
-
-
-def read_output(model, module, inputs):
-    """What a plain forward hook on ``module`` sees."""
-    store = {}
-    handle = module.register_forward_hook(lambda m, a, o: store.setdefault("x", first(o)))
-    try:
-        with torch.no_grad():
-            model(**inputs)
-    finally:
-        handle.remove()
-    return store["x"].detach().clone()
 
 
 def test_registered_site_resolver_is_asked_before_the_tables():
@@ -41,7 +29,7 @@ def test_registered_site_resolver_is_asked_before_the_tables():
     assert register_site_resolver(resolver) is resolver
     register_site_resolver(resolver)  # twice: still asked once
     inputs = ids(2, 5, 7)
-    expect = read_output(model, model.transformer.h[2].mlp, inputs)
+    expect = captured(model, model.transformer.h[2].mlp, "output", inputs)
     pvm = pv.IntervenableModel(
         {"layer": 2, "component": "resolver_test_mlp", "intervention_type": pv.CollectIntervention},
         model,

@@ -12,29 +12,12 @@ import torch.multiprocessing as mp
 import transformers
 from conftest import make_llama
 from safetensors.torch import load_file, save_file
+from trainer_helpers import Data, InterventionTrainer
 
 import pyvene as pv
 from pyvene.zoo import load_smollm2_tokenizer
 
 WORLD, EPOCHS, PER_DEVICE = 2, 4, 2
-
-
-class Data(torch.utils.data.Dataset):
-    """Four fixed sequences; the target is token 5 at every position."""
-
-    def __len__(self) -> int:
-        return WORLD * PER_DEVICE
-
-    def __getitem__(self, i: int) -> dict:
-        g = torch.Generator().manual_seed(i)
-        return {"input_ids": torch.randint(1, 40, (7,), generator=g), "labels": torch.full((7,), 5)}
-
-
-class InterventionTrainer(transformers.Trainer):
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        base = {"input_ids": inputs["input_ids"]}
-        _, out = model(base, unit_locations={"base": list(range(7))}, labels=inputs["labels"])
-        return (out.loss, out) if return_outputs else out.loss
 
 
 def make_pvm() -> pv.IntervenableModel:
@@ -58,7 +41,10 @@ def train(folder: str, batch: int, epochs: int = EPOCHS, resume: bool = False, s
         save_steps=save_steps or 500,
     )  # fmt: skip
     trainer = InterventionTrainer(
-        model=pvm, args=args, train_dataset=Data(), processing_class=load_smollm2_tokenizer()
+        model=pvm,
+        args=args,
+        train_dataset=Data(WORLD * PER_DEVICE),
+        processing_class=load_smollm2_tokenizer(),
     )
     trainer.train(resume_from_checkpoint=resume or None)
     weights = {
@@ -97,8 +83,9 @@ def test_trainer_on_two_processes_equals_one_process_on_the_combined_batch(tmp_p
     # Trainer logs the loss averaged over ranks: the combined batch's loss
     logged = [float(x) for x in (tmp_path / "losses0.txt").read_text().split()]
     torch.testing.assert_close(torch.tensor(logged), torch.tensor(losses), rtol=1e-5, atol=1e-6)
+    fresh = make_llama(seed=3, n_layer=2).state_dict()
     for n, p in pvm.model.named_parameters():  # the model itself never trains
-        assert torch.equal(p, make_llama(seed=3, n_layer=2).state_dict()[n]), n
+        assert torch.equal(p, fresh[n]), n
 
 
 def test_trainer_resumes_from_its_checkpoint(tmp_path):
