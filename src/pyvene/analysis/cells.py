@@ -42,7 +42,7 @@ from ..gather import part_columns
 from ..hooks import HookSession
 from .patches import RowPatches, row_entries
 from .planning import plan_chunks, plan_rows
-from .stack import LayerStack, PrefixKV, layer_kv, layer_stack, run_cache
+from .stack import LayerStack, Placed, PrefixKV, layer_kv, layer_stack, moved, run_cache
 
 
 @dataclass(frozen=True)
@@ -313,7 +313,8 @@ def _run_stack(stack, patches, chunk, runs, row_b, bar, overhead):
     starts = [r.start for r in chunk]
     first, n_layers = starts[0], stack.num_layers
     sample = store[("__in__", first)]
-    kwargs = stack.layer_kwargs(q_start, seq, sample.dtype, sample.device)
+    # the mask / rotary tables and the row indices: one copy per layer device per call
+    per_call = Placed((stack.layer_kwargs(q_start, seq, sample.dtype, sample.device), row_b))
     one_base = runs.nb == 1
     hidden, n_active = None, 0
     with HookSession() as session:
@@ -322,6 +323,8 @@ def _run_stack(stack, patches, chunk, runs, row_b, bar, overhead):
             for module in stack.tail_modules(n_layers - 1):
                 session.on_input(module, lambda t: t[:, -1:])
         for k in range(first, n_layers):
+            device = stack.layer_devices[k]
+            kwargs, rows_here = per_call.on(device)
             n_new = 0
             while n_active + n_new < len(starts) and starts[n_active + n_new] == k:
                 n_new += 1
@@ -330,8 +333,9 @@ def _run_stack(stack, patches, chunk, runs, row_b, bar, overhead):
                 if one_base:
                     add = add.expand(n_new, -1, -1)
                 else:
-                    add = add.index_select(0, row_b[n_active : n_active + n_new])
-                hidden = add if hidden is None else torch.cat([hidden, add], dim=0)
+                    add = add.index_select(0, rows_here[n_active : n_active + n_new].to(add.device))
+                add = moved(add, device)
+                hidden = add if hidden is None else torch.cat([moved(hidden, device), add], dim=0)
                 n_active += n_new
             keys, vals = layer_kv(cache, k)
             keys, vals = keys[:, :, :q_start], vals[:, :, :q_start]
@@ -339,8 +343,9 @@ def _run_stack(stack, patches, chunk, runs, row_b, bar, overhead):
                 keys = keys.expand(n_active, -1, -1, -1)
                 vals = vals.expand(n_active, -1, -1, -1)
             else:
-                rows = row_b[:n_active]
+                rows = rows_here[:n_active].to(keys.device)
                 keys, vals = keys.index_select(0, rows), vals.index_select(0, rows)
+            keys, vals = moved(keys, device), moved(vals, device)
             hidden = stack.run_layer(k, hidden, PrefixKV(keys, vals), kwargs)
             if bar is not None:
                 bar.update(n_active * q_len + overhead)

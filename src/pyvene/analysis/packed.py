@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..devices import site_device
 from ..hooks import HookSession
 from .cells import (
     Cell,
@@ -42,7 +43,7 @@ from .cells import (
 from .padded import KV, PaddedRuns, collect_jobs
 from .patches import RowPatches, packed_entries
 from .planning import OVERHEAD_TOKENS, OVERHEAD_TOKENS_DEFAULT, bucket_rows, rows_per_chunk
-from .stack import PrefixKV
+from .stack import Placed, PrefixKV, moved
 
 
 @dataclass
@@ -205,14 +206,22 @@ def _run_stacked(model, stack, preps, sites, packed, max_rows, budget, overhead,
         per = rows_per_chunk(model, T - q_start, max_rows, budget)
         plan.extend((q_start, members[i : i + per]) for i in range(0, len(members), per))
     bar = progress_bar(progress, sum((n_layers - c[0].start) * len(c) * (T - q) for q, c in plan))
+    on_site = _site_devices(model, sites, packed.inputs[0].device)
     for q_start, chunk in plan:
-        logits = _stack_chunk(stack, preps, sites, packed, q_start, chunk, bar)
+        logits = _stack_chunk(stack, preps, sites, packed, q_start, chunk, bar, on_site)
         _store_values(chunk, preps, logits)
     if bar is not None and progress is True:
         bar.close()
 
 
-def _stack_chunk(stack, preps, sites, packed, q_start, chunk, bar):
+def _site_devices(model, sites, default):
+    """``(component, layer) -> device`` of each sweep site (``default`` when unknown): the
+    patches of a chunk are built there."""
+    devices = {key: site_device(model, s.site) or default for key, s in sites.items()}
+    return devices.__getitem__
+
+
+def _stack_chunk(stack, preps, sites, packed, q_start, chunk, bar, on_site):
     T, q_len = packed.T, packed.T - q_start
     sample = packed.inputs[0]
     device, dtype = sample.device, sample.dtype
@@ -227,8 +236,10 @@ def _stack_chunk(stack, preps, sites, packed, q_start, chunk, bar):
     mask = mask.masked_fill(~allowed, torch.finfo(dtype).min)[:, None]  # (R, 1, q_len, T)
     pos = (q[None, :] - off[:, None]).clamp(min=0)  # (R, q_len)
     rotary = stack.position_embeddings(pos, dtype)  # None, (cos, sin) or {layer type: ...}
+    # the mask / rotary tables / positions / row indices: one copy per layer device per call
+    per_call = Placed((mask, rotary, pos, gb))
     patches = RowPatches(
-        packed_entries(chunk, preps, packed), sites, packed.src, T, q_start, lambda _: device
+        packed_entries(chunk, preps, packed), sites, packed.src, T, q_start, on_site
     )
     starts = [r.start for r in chunk]
     hidden, n_active = None, 0
@@ -238,22 +249,28 @@ def _stack_chunk(stack, preps, sites, packed, q_start, chunk, bar):
             for module in stack.tail_modules(stack.num_layers - 1):
                 session.on_input(module, lambda t: t[:, -1:])
         for layer in range(starts[0], stack.num_layers):
+            here = stack.layer_devices[layer]
+            mask_l, rotary_l, pos_l, gb_l = per_call.on(here)
             n_new = 0
             while n_active + n_new < len(starts) and starts[n_active + n_new] == layer:
                 n_new += 1
             if n_new:
-                add = packed.inputs[layer][gb[n_active : n_active + n_new], q_start:]
-                hidden = add if hidden is None else torch.cat([hidden, add], dim=0)
+                inputs = packed.inputs[layer]
+                add = moved(
+                    inputs[gb_l[n_active : n_active + n_new].to(inputs.device), q_start:], here
+                )
+                hidden = add if hidden is None else torch.cat([moved(hidden, here), add], dim=0)
                 n_active += n_new
-            rows = gb[:n_active]
+            rows = gb_l[:n_active].to(packed.keys[layer].device)
             kv = PrefixKV(
-                packed.keys[layer][rows, :, :q_start], packed.values[layer][rows, :, :q_start]
+                moved(packed.keys[layer][rows, :, :q_start], here),
+                moved(packed.values[layer][rows, :, :q_start], here),
             )
-            kwargs: dict[str, Any] = {"attention_mask": mask[:n_active]}
+            kwargs: dict[str, Any] = {"attention_mask": mask_l[:n_active]}
             if rotary is not None:
-                kwargs["position_embeddings"] = _first_rows(rotary, n_active)
+                kwargs["position_embeddings"] = _first_rows(rotary_l, n_active)
             if stack.kind != "positional":
-                kwargs["position_ids"] = pos[:n_active]
+                kwargs["position_ids"] = pos_l[:n_active]
             hidden = stack.run_layer(layer, hidden, kv, kwargs)
             if bar is not None:
                 bar.update(n_active * q_len)
@@ -288,7 +305,8 @@ def _run_full(model, preps, sites, max_rows, budget, progress):
             packs = {seq: _Packed(group, sites, None, seq)}  # one group's stores at a time
         device = group[0].values.device
         entries = packed_entries(chunk, group, packs[seq])
-        patches = RowPatches(entries, sites, packs[seq].src, seq, 0, lambda _, d=device: d)
+        on_site = _site_devices(model, sites, device)
+        patches = RowPatches(entries, sites, packs[seq].src, seq, 0, on_site)
         inputs = _gather_inputs(chunk, group)
         with HookSession() as session:
             patches.install(session)

@@ -7,6 +7,13 @@ from the base run's hidden state at layer ``l``, compute only the query position
 and attend to the base run's keys/values of positions ``< t`` through :class:`PrefixKV`, a
 duck-typed cache. Logits are computed for the last position only.
 
+Placement: layers may run on different devices (``device_map="auto"``; offloading). The
+stack asks :func:`pyvene.devices.module_device` where each layer (and the rotary module, the
+final norms and the head) runs; the per-call tables (causal mask, rotary embeddings, position
+ids, row indices) go through :class:`Placed`, which copies them at most once per device per
+call, and each layer gets the copy on its own device. The hidden state moves only where it
+crosses from one device to the next.
+
 At the last layer only the last position is needed: :meth:`LayerStack.tail_modules` names
 the modules whose input the sweep cuts to that position.
 
@@ -23,8 +30,41 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from .. import devices as placement
+from ..errors import ConfigError, DeviceError
 from ..families import base_model_of, family_of
+
+
+def moved(value: Any, device: torch.device | None) -> Any:
+    """``value`` (a tensor, or tuples / dicts of them; anything else as is) on ``device``
+    (None: where it is). Every copy goes through :func:`pyvene.devices.to_device`."""
+    if device is None:
+        return value
+    if isinstance(value, dict):
+        return {k: moved(v, device) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(moved(v, device) for v in value)
+    if isinstance(value, torch.Tensor) and value.device != device:
+        return placement.to_device(value, device)
+    return value
+
+
+class Placed:
+    """Per-call tensors (a tensor, or tuples / dicts of them), copied at most once to each
+    device that asks for them (:meth:`on`); the original serves ``None`` (unknown device)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        self._copies: dict[torch.device, Any] = {}
+
+    def on(self, device: torch.device | None) -> Any:
+        """The value on ``device`` (copied there on the first request of this call)."""
+        if device is None:
+            return self.value
+        got = self._copies.get(device)
+        if got is None:
+            got = self._copies[device] = moved(self.value, device)
+        return got
 
 
 class PrefixKV:
@@ -55,7 +95,7 @@ class LayerStack:
     """Runs one decoder layer at a time for query positions ``q_start..T-1``."""
 
     def __init__(self, model: nn.Module, spec: Any) -> None:
-        base, _ = base_model_of(model)
+        base, prefix = base_model_of(model)
         self.model, self.base, self.spec = model, base, spec
         self.layers = base.get_submodule(spec.layers)
         self.norms = [m for m in (_module(base, p) for p in spec.norm) if m is not None]
@@ -63,6 +103,10 @@ class LayerStack:
         self.head = model.get_output_embeddings()
         if self.head is None:
             raise ConfigError("a layer stack needs a causal LM head")
+        paths = {m: n for n, m in model.named_modules()}
+        self.layer_devices = [_device_of(model, layer, paths) for layer in self.layers]
+        self.rotary_device = _device_of(model, self.rotary, paths) if self.rotary else None
+        self.out_devices = [_device_of(model, m, paths) for m in (*self.norms, self.head)]
         config = model.config
         self.softcap = getattr(config, spec.softcap, None) if spec.softcap else None
         # Gemma 3: one rotary table per layer type, ``rotary(x, position_ids, layer_type)``.
@@ -94,6 +138,7 @@ class LayerStack:
         layer type (Gemma 3), or None (absolute positions)."""
         if self.rotary is None:
             return None
+        pos = moved(pos, self.rotary_device)
         dummy = torch.zeros(*pos.shape, 1, dtype=dtype, device=pos.device)
         if self.layer_types is None:
             return self.rotary(dummy, position_ids=pos)
@@ -103,7 +148,8 @@ class LayerStack:
         self, q_start: int, seq: int, dtype: torch.dtype, device: torch.device
     ) -> dict[str, Any]:
         """Causal mask (queries ``q_start..seq-1`` over keys ``0..seq-1``) and, for rotary
-        models, the position embeddings of the query positions."""
+        models, the position embeddings of the query positions (built once; wrap them in
+        :class:`Placed` to give each layer its device's copy)."""
         q = torch.arange(q_start, seq, device=device)
         k = torch.arange(seq, device=device)
         mask = torch.zeros(len(q), seq, dtype=dtype, device=device)
@@ -119,7 +165,10 @@ class LayerStack:
     def run_layer(
         self, index: int, hidden: torch.Tensor, kv: PrefixKV, kwargs: dict[str, Any]
     ) -> torch.Tensor:
+        """Layer ``index`` on ``hidden`` (moved to the layer's device if it is elsewhere);
+        ``kv`` and ``kwargs`` must already be there (see :class:`Placed`)."""
         layer = self.layers[index]
+        hidden = moved(hidden, self.layer_devices[index])
         if self.spec.positional:
             out = layer(hidden, kv, kwargs["attention_mask"])
         else:
@@ -141,12 +190,21 @@ class LayerStack:
     def logits(self, last_hidden: torch.Tensor) -> torch.Tensor:
         """Logits from the last layer's output at one position, ``(rows, d) -> (rows, V)``."""
         h = last_hidden
-        for norm in self.norms:
-            h = norm(h)
-        logits = self.head(h)
+        for norm, device in zip(self.norms, self.out_devices):
+            h = norm(moved(h, device))
+        logits = self.head(moved(h, self.out_devices[-1]))
         if self.softcap:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         return logits
+
+
+def _device_of(model: nn.Module, module: nn.Module, paths: dict) -> torch.device | None:
+    """Where ``module`` runs (None: unknown, or its weights span devices and an accelerate
+    hook, if any, moves its inputs)."""
+    try:
+        return placement.module_device(module, placement.ancestors_of(model, paths[module]))
+    except DeviceError:
+        return None
 
 
 def stack_unavailable(model: nn.Module, seq_len: int) -> str | None:
