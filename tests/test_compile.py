@@ -93,3 +93,61 @@ def test_generate_on_compiled_model_does_not_recompile_per_step(fresh_dynamo):
                 handle.remove()
     assert out.shape == (1, 4 + 16)
     assert torch.equal(out, want) and torch.equal(out, plain_hook)
+
+
+def _compiled(model, how, backend):
+    """``model`` compiled in place, wrapped by ``torch.compile``, or only its layer 0 compiled
+    in place; returns (what the user calls, what the user wraps)."""
+    if how == "in_place":
+        model.compile(backend=backend)
+        return model, model
+    if how == "layer":
+        model.model.layers[0].compile(backend=backend)
+        return model, model
+    compiled = torch.compile(model, backend=backend)
+    return compiled, (compiled if how == "wrapper" else model)
+
+
+@pytest.mark.parametrize("backend", ["eager", pytest.param("inductor", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("how", ["in_place", "wrapper", "layer", "original_of_wrapper"])
+def test_model_compiled_and_run_before_wrapping_intervenes(fresh_dynamo, how, backend):
+    """Frozen weights: wrapping changes nothing dynamo guards on, so before the fix the graph
+    compiled by the first plain call ran on without the dispatchers (interventions ignored)."""
+    ref = make_llama(seed=3, n_layer=2)  # never compiled: the reference
+    model = make_llama(seed=3, n_layer=2).requires_grad_(False)
+    call, wrapped = _compiled(model, how, backend)
+    base = ids(2, 5, 4)
+    g = torch.Generator().manual_seed(2)
+    tol = {"rtol": 0, "atol": 1e-5}
+    with torch.no_grad():
+        torch.testing.assert_close(call(**base).logits, _eager(ref, base), **tol)
+        before = compiled_frames()
+        assert before > 0
+        pvm = _steer(wrapped)
+        for _ in range(2):  # warm-up: the graphs are traced again, with the dispatchers
+            pvm(base, source_representations=torch.randn(32, generator=g))
+        warm = compiled_frames()
+        for _ in range(4):
+            vector = torch.randn(32, generator=g)
+            got = pvm(base, source_representations=vector)[1].logits
+            torch.testing.assert_close(got, _eager(ref, base, vector), **tol)
+            torch.testing.assert_close(call(**base).logits, _eager(ref, base), **tol)
+        # a second wrapper on a new site of the now-warm model intervenes too
+        rep = {"layer": 0, "component": "mlp_output", "intervention_type": pv.ZeroIntervention}
+        zero = pv.IntervenableModel(rep, wrapped)
+        handle = hooked(ref.model.layers[0].mlp, "output", torch.zeros_like)
+        try:
+            want = _eager(ref, base)
+        finally:
+            handle.remove()
+        for _ in range(2):
+            torch.testing.assert_close(zero(base)[1].logits, want, **tol)
+        again = compiled_frames()
+        for _ in range(3):
+            zero(base)
+            pvm(base, source_representations=vector)
+    assert compiled_frames() == again  # warm again: no recompiles per call
+    if how == "original_of_wrapper":  # the wrapper is never called by pvm: nothing recompiles
+        assert warm == before
+    else:
+        assert warm > before

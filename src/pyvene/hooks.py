@@ -304,27 +304,48 @@ class HookSession:
 
 def is_compiled(model: nn.Module) -> bool:
     """True for ``torch.compile(model)`` wrappers and models compiled in place
-    (``model.compile()``)."""
+    (``model.compile()``), also when only a submodule is (``model.layers[0].compile()``)."""
     if "torch._dynamo" not in sys.modules:
         return False
     from torch._dynamo.eval_frame import OptimizedModule
 
-    return (
-        isinstance(model, OptimizedModule)
-        or getattr(model, "_compiled_call_impl", None) is not None
+    return any(
+        isinstance(m, OptimizedModule) or getattr(m, "_compiled_call_impl", None) is not None
+        for m in model.modules()
     )
 
 
-def hold_dispatchers(owner: object, pairs: list[tuple[nn.Module, str]]) -> None:
-    """Keep the dispatchers of ``pairs`` ((module, side)) installed while ``owner`` lives.
+def hold_dispatchers(owner: object, pairs: list[tuple[nn.Module, str]]) -> bool:
+    """Keep the dispatchers of ``pairs`` ((module, side)) installed while ``owner`` lives;
+    True when one of them was not installed before (see :func:`forget_compiled_code`).
 
     Why: a compiled graph calls the hooks that were installed when it was traced (dynamo does
     not guard on module hooks by default), so on a compiled model the (inert outside calls)
     dispatchers must already be there when a plain call triggers the compile."""
     pairs = list(dict.fromkeys(pairs))
+    with _LOCK:
+        new = any(pair not in _INSTALLED for pair in pairs)
     for module, side in pairs:
         _acquire(module, side)
     weakref.finalize(owner, _release_all, pairs)
+    return new
+
+
+def forget_compiled_code() -> None:
+    """Drop dynamo's compiled code (``torch._dynamo.reset_code_caches()``: every compiled
+    frame recompiles on its next call; counters, configs and other state are kept).
+
+    Why: a model compiled and run before the dispatchers were installed keeps calling a graph
+    traced without them, and dynamo does not notice the new hooks (it does not guard on
+    module hooks), so interventions would silently do nothing. Code compiled for another
+    model is dropped as well (dynamo's caches are per code object, shared by every module of
+    a class): it costs that model one recompile, never a wrong result."""
+    if "torch._dynamo" not in sys.modules:
+        return
+    import torch._dynamo as dynamo
+
+    reset = getattr(dynamo, "reset_code_caches", None) or torch.compiler.reset
+    reset()
 
 
 def _release_all(pairs: list[tuple[nn.Module, str]]) -> None:

@@ -21,7 +21,7 @@ from .distributed import check_not_wrapped_alone
 from .errors import user_stacklevel
 from .families import family_of
 from .generation import generate as generate_call
-from .hooks import dispatch_pairs, hold_dispatchers, is_compiled
+from .hooks import dispatch_pairs, forget_compiled_code, hold_dispatchers, is_compiled
 from .intervenable_training import TrainingMethods
 from .outputs import IntervenableModelOutput as IntervenableModelOutput
 from .pipeline import CallRecord
@@ -81,7 +81,8 @@ class IntervenableModel(TrainingMethods, nn.Module):
         self.disable_model_gradients()
         self.plan.place(model)
         if is_compiled(model):  # compiled graphs must see the dispatchers from the first call
-            hold_dispatchers(self, dispatch_pairs(model, self.plan.slots))
+            if hold_dispatchers(self, dispatch_pairs(model, self.plan.slots)):
+                forget_compiled_code()  # graphs traced before they were there (if any)
 
     # -- the plan's options (read-only) --------------------------------------------------------
     @property
