@@ -151,3 +151,24 @@ def test_model_compiled_and_run_before_wrapping_intervenes(fresh_dynamo, how, ba
         assert warm == before
     else:
         assert warm > before
+
+
+def test_model_compiled_in_place_after_wrapping_and_run_intervenes(fresh_dynamo):
+    """Wrapped first, then ``model.compile()`` and a plain call (a graph without the
+    dispatchers): the next intervened call notices the compiled model and intervenes."""
+    ref = make_llama(seed=4, n_layer=2)
+    model = make_llama(seed=4, n_layer=2).requires_grad_(False)
+    pvm = _steer(model)
+    model.compile(backend="eager")
+    base, vector = ids(2, 5, 6), torch.randn(32, generator=torch.Generator().manual_seed(3))
+    tol = {"rtol": 0, "atol": 1e-5}
+    with torch.no_grad():
+        torch.testing.assert_close(model(**base).logits, _eager(ref, base), **tol)
+        for _ in range(2):
+            got = pvm(base, source_representations=vector)[1].logits
+        warm = compiled_frames()
+        for _ in range(3):
+            got = pvm(base, source_representations=vector)[1].logits
+            torch.testing.assert_close(got, _eager(ref, base, vector), **tol)
+            torch.testing.assert_close(model(**base).logits, _eager(ref, base), **tol)
+    assert compiled_frames() == warm

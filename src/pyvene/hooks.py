@@ -302,16 +302,17 @@ class HookSession:
                 fn()
 
 
-def is_compiled(model: nn.Module) -> bool:
+def is_compiled(model: nn.Module, deep: bool = True) -> bool:
     """True for ``torch.compile(model)`` wrappers and models compiled in place
-    (``model.compile()``), also when only a submodule is (``model.layers[0].compile()``)."""
+    (``model.compile()``); ``deep``: also when only a submodule is
+    (``model.layers[0].compile()``)."""
     if "torch._dynamo" not in sys.modules:
         return False
     from torch._dynamo.eval_frame import OptimizedModule
 
     return any(
         isinstance(m, OptimizedModule) or getattr(m, "_compiled_call_impl", None) is not None
-        for m in model.modules()
+        for m in (model.modules() if deep else (model,))
     )
 
 

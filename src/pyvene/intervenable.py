@@ -80,9 +80,18 @@ class IntervenableModel(TrainingMethods, nn.Module):
         self._last_call = CallRecord()
         self.disable_model_gradients()
         self.plan.place(model)
-        if is_compiled(model):  # compiled graphs must see the dispatchers from the first call
-            if hold_dispatchers(self, dispatch_pairs(model, self.plan.slots)):
-                forget_compiled_code()  # graphs traced before they were there (if any)
+        self._holding = False
+        self._hold_if_compiled(deep=True)
+
+    def _hold_if_compiled(self, deep: bool = False) -> None:
+        """On a compiled model (checked at construction, ``deep``: submodules too, and at each
+        call: the model itself, e.g. ``model.compile()`` after wrapping), keep the sites'
+        dispatchers installed from now on, and drop compiled graphs traced without them."""
+        if self._holding or not is_compiled(self.model, deep):
+            return
+        self._holding = True
+        if hold_dispatchers(self, dispatch_pairs(self.model, self.plan.slots)):
+            forget_compiled_code()  # graphs traced before they were there (if any)
 
     # -- the plan's options (read-only) --------------------------------------------------------
     @property
@@ -220,6 +229,7 @@ class IntervenableModel(TrainingMethods, nn.Module):
         ``((original_or_None, collected_list), intervened)`` when collecting, or an
         IntervenableModelOutput with ``return_dict=True``; see :mod:`pyvene.calls`."""
         check_not_wrapped_alone(self)
+        self._hold_if_compiled()
         result, self._last_call = intervened_call(
             self.plan,
             self.model,
@@ -253,6 +263,7 @@ class IntervenableModel(TrainingMethods, nn.Module):
         Returns ``(original_or_None, generated)`` or, with collect interventions,
         ``((original_or_None, collected_list), generated)``. When each intervention fires
         (prompt call, decoding steps, ``timestep_selector``): see :mod:`pyvene.generation`."""
+        self._hold_if_compiled()
         result, self._last_call = generate_call(
             self.plan,
             self.model,
