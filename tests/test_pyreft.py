@@ -159,7 +159,7 @@ VARIANTS = {
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
-def test_variants_construct_and_match_their_formula(tok, name):
+def test_variants_construct_match_their_formula_and_reload(tok, name, tmp_path):
     model = tiny(tok, seed=1)
     cls = getattr(pyreft, name)
     iv = cls(embed_dim=H, low_rank_dimension=RANK, dtype=torch.float32, add_bias=True)
@@ -167,8 +167,13 @@ def test_variants_construct_and_match_their_formula(tok, name):
     inputs = tok(PROMPTS[1:], return_tensors="pt", padding=True)
     with torch.no_grad():
         want = reference_logits(model, [(LAYER, at([0, 2], VARIANTS[name](iv)))], inputs)
-    _, out = reft_model(inputs, unit_locations={"sources->base": (None, [[[0, 2]] * 2])})
+    loc = {"sources->base": (None, [[[0, 2]] * 2])}
+    _, out = reft_model(inputs, unit_locations=loc)
     torch.testing.assert_close(out.logits, want, atol=1e-5, rtol=0)
+    reft_model.save(save_directory=str(tmp_path / name))
+    loaded = pyreft.ReftModel.load(str(tmp_path / name), model)
+    assert type(loaded.interventions[0]) is cls
+    assert torch.equal(loaded(inputs, unit_locations=loc)[1].logits, out.logits)
 
 
 def test_two_layers_first_and_last_positions_and_checkpoint(tok, tmp_path):
