@@ -244,3 +244,32 @@ def test_swapped_model_output_shape_error_names_the_intervention(gpt2):
     with pytest.raises(pv.DimensionMismatchError, match="block_output") as err:
         scatter(torch.zeros(1, 3, 4), site, None, torch.zeros(2))
     assert "returned" not in str(err.value)  # a plain scatter blames no intervention
+
+
+class Redraw(Reft):
+    """A client whose ``load_state_dict`` first re-initializes from the global RNG (as pyreft's
+    LoReFT rebuilds its orthogonal rotation), then copies the saved values."""
+
+    def load_state_dict(self, state_dict, *args, **kwargs):
+        torch.nn.init.normal_(self.learned_source.weight)
+        return super().load_state_dict(state_dict, *args, **kwargs)
+
+
+def test_load_intervention_leaves_the_global_rng_alone(gpt2, tmp_path):
+    """A resumed Trainer run draws its data order from the global RNG after loading the
+    checkpoint: a client's random re-init inside load_state_dict must not shift it."""
+    rep = {"layer": 1, "low_rank_dimension": 4}
+    saved = pv.IntervenableModel(dict(rep, intervention=Redraw(embed_dim=D, low_rank_dimension=4, dtype=torch.float32)), gpt2)  # fmt: skip
+    saved.save_intervention(tmp_path / "ckpt")
+    torch.manual_seed(1)
+    fresh = Redraw(embed_dim=D, low_rank_dimension=4, dtype=torch.float32)
+    with torch.no_grad():
+        fresh.learned_source.weight.zero_()
+    pvm = pv.IntervenableModel(dict(rep, intervention=fresh), gpt2)
+    torch.manual_seed(7)
+    want = torch.rand(5)  # what the next draw is without a load in between
+    torch.manual_seed(7)
+    pvm.load_intervention(tmp_path / "ckpt")
+    assert torch.equal(torch.rand(5), want)
+    for k, v in saved.interventions[0].state_dict().items():
+        assert torch.equal(fresh.state_dict()[k], v), k

@@ -4,9 +4,11 @@ ReftTrainerForCausalLM, generate with intervene_on_prompt, save, ReftModel.load)
 ReFT variants and two layers at "f1+l1" positions, each checked against the ReFT formulas
 computed by a plain torch hook.
 
-One adaptation lives here, on pyreft's side: 0.1.0's ``ReftTrainer.compute_loss`` has no
-``num_items_in_batch`` parameter, which transformers >= 4.46 passes (fixed in pyreft's later
-source by ``**kwargs``); ``Trainer5`` only forwards the call. The tokenizer setup
+Two adaptations live here, on pyreft's side (both fixed in pyreft's later source, see
+docs/compat.md): 0.1.0's ``ReftTrainer.compute_loss`` has no ``num_items_in_batch``
+parameter, which transformers >= 4.46 passes, and 0.1.0 does not tell the Trainer how to read
+back the ``intervenable_model/`` folder its ``save_model`` writes into a checkpoint.
+``Trainer5`` only forwards the call and reads that folder with ``load_intervention``. The tokenizer setup
 (``model_max_length``, ``processing_class=`` instead of ``tokenizer=``) is what transformers 5
 asks of any Trainer user.
 """
@@ -31,6 +33,9 @@ ANSWERS = [" Corgi", " 4", " Blue"]
 class Trainer5(pyreft.ReftTrainerForCausalLM):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         return super().compute_loss(model, inputs, return_outputs)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        (model or self.model).load_intervention(f"{resume_from_checkpoint}/intervenable_model")
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +159,7 @@ VARIANTS = {
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
-def test_variants_construct_and_match_their_formula(tok, name):
+def test_variants_construct_match_their_formula_and_reload(tok, name, tmp_path):
     model = tiny(tok, seed=1)
     cls = getattr(pyreft, name)
     iv = cls(embed_dim=H, low_rank_dimension=RANK, dtype=torch.float32, add_bias=True)
@@ -162,8 +167,13 @@ def test_variants_construct_and_match_their_formula(tok, name):
     inputs = tok(PROMPTS[1:], return_tensors="pt", padding=True)
     with torch.no_grad():
         want = reference_logits(model, [(LAYER, at([0, 2], VARIANTS[name](iv)))], inputs)
-    _, out = reft_model(inputs, unit_locations={"sources->base": (None, [[[0, 2]] * 2])})
+    loc = {"sources->base": (None, [[[0, 2]] * 2])}
+    _, out = reft_model(inputs, unit_locations=loc)
     torch.testing.assert_close(out.logits, want, atol=1e-5, rtol=0)
+    reft_model.save(save_directory=str(tmp_path / name))
+    loaded = pyreft.ReftModel.load(str(tmp_path / name), model)
+    assert type(loaded.interventions[0]) is cls
+    assert torch.equal(loaded(inputs, unit_locations=loc)[1].logits, out.logits)
 
 
 def test_two_layers_first_and_last_positions_and_checkpoint(tok, tmp_path):
@@ -257,3 +267,41 @@ def test_folder_saved_by_the_original_loads_without_registration(tok, tmp_path):
     prompt = tok(PROMPTS[2], return_tensors="pt")
     loc = {"sources->base": (None, [[[prompt["input_ids"].shape[-1] - 1]]])}
     assert torch.equal(loaded(prompt, unit_locations=loc)[1].logits, reft_model(prompt, unit_locations=loc)[1].logits)  # fmt: skip
+
+
+def checkpointed_run(tok, folder, resume=None):
+    """Four full-batch steps of DiReFT at layer 1, a Trainer checkpoint every two steps; a
+    resumed run starts from another random intervention, so only the checkpoint can fix it."""
+    torch.manual_seed(4 if resume is None else 5)
+    iv = pyreft.DireftIntervention(embed_dim=H, low_rank_dimension=RANK, dtype=torch.float32)
+    rep = {"layer": LAYER, "component": "block_output", "low_rank_dimension": RANK, "intervention": iv}  # fmt: skip
+    reft_model = pyreft.get_reft_model(tiny(tok, seed=4), pyreft.ReftConfig(representations=rep))
+    data = pyreft.make_last_position_supervised_data_module(tok, reft_model.model, PROMPTS, ANSWERS)  # fmt: skip
+    steps = transformers.TrainingArguments(
+        output_dir=str(folder), max_steps=4, learning_rate=2e-2, per_device_train_batch_size=3,
+        logging_steps=1, report_to=[], use_cpu=True, save_strategy="steps", save_steps=2,
+        seed=0, disable_tqdm=True,
+    )  # fmt: skip
+    trainer = Trainer5(model=reft_model, processing_class=tok, args=steps, **data)
+    trainer.train(resume_from_checkpoint=resume)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return {k: v.clone() for k, v in iv.state_dict().items()}, losses
+
+
+def test_trainer_resume_from_checkpoint_ends_where_the_uninterrupted_run_ends(tok, tmp_path):
+    """A checkpoint holds pyreft's ``intervenable_model/`` (save_intervention), the optimizer,
+    scheduler and RNG states; resuming from step 2 reproduces steps 3-4 of the uninterrupted
+    run bit for bit. One batch per epoch, so the shuffle of pyreft's own DataLoader (not the
+    Trainer's seedable one) draws the same order after a resume. DiReFT, not LoReFT: LoReFT's
+    ``state_dict`` keeps only the orthogonal weight, not the parametrization's free parameter
+    that the optimizer state refers to (docs/compat.md)."""
+    want, losses = checkpointed_run(tok, tmp_path / "full")
+    assert len(losses) == 4 and losses[-1] < losses[0], losses
+    ckpt = tmp_path / "full" / "checkpoint-2"
+    assert sorted(p.name for p in (ckpt / "intervenable_model").iterdir()) == [
+        "trainable_interventions.safetensors"
+    ]
+    got, resumed = checkpointed_run(tok, tmp_path / "resumed", resume=str(ckpt))
+    assert resumed == losses  # steps 1-2 from the checkpoint's log, 3-4 recomputed
+    for k in want:
+        assert torch.equal(got[k], want[k]), k

@@ -60,7 +60,8 @@ def load_intervention(
     pvm: IntervenableModel, load_directory: str | os.PathLike, include_model: bool = True
 ) -> None:
     """Load trainable weights into ``pvm`` (from save_intervention, save, or the original's
-    ``intkey_*.bin``); every tensor is checked before any is copied."""
+    ``intkey_*.bin``); every tensor is checked before any is copied. The global RNG state
+    is left as it was, whatever the interventions' ``load_state_dict`` draw."""
     directory = Path(folder_path(load_directory, "load_directory")).expanduser()
     if not directory.is_dir():
         raise SerializationError(f"{str(directory)!r} is not a directory")
@@ -90,9 +91,15 @@ def load_intervention(
     if include_model and (directory / MODEL_NAME).is_file():
         model_weights = read_tensors(directory / MODEL_NAME)
         check_model_weights(pvm.model, model_weights)
-    for inter, state in pending:
-        device = next((t.device for t in inter.state_dict().values()), torch.device("cpu"))
-        inter.load_state_dict({k: v.to(device) for k, v in state.items()}, strict=True)
+    # A client's load_state_dict may draw random numbers (pyreft's LoReFT rebuilds its rotation
+    # with a fresh orthogonal init); loading must not shift the RNG stream a resumed Trainer
+    # run goes on with (its data order), so the draws happen on a forked generator.
+    tensors_now = [t for inter, _ in pending for t in inter.state_dict().values()]
+    devices = sorted({t.device.index or 0 for t in tensors_now if t.is_cuda})
+    with torch.random.fork_rng(devices=devices):
+        for inter, state in pending:
+            device = next((t.device for t in inter.state_dict().values()), torch.device("cpu"))
+            inter.load_state_dict({k: v.to(device) for k, v in state.items()}, strict=True)
     if model_weights:
         pvm.model.load_state_dict(model_weights, strict=False)
 
