@@ -98,3 +98,25 @@ def test_location_error_is_also_an_index_error():
     with pytest.raises(IndexError):  # how the original's tests catch an out-of-range unit
         pvm(base, [src], unit_locations={"sources->base": 99})
     assert issubclass(pv.LocationError, IndexError) and issubclass(pv.LocationError, ValueError)
+
+
+@pytest.mark.parametrize("partition", [None, [[0, 2], [2, 4], [4, 6]]])
+def test_use_fast_takes_the_first_examples_subspaces_and_ignores_the_rest(partition):
+    """The original's fast path: an intervention built with use_fast=True applies the first
+    per-example subspace list to every example; extra entries (even more than the batch) are
+    not read. Checked against index assignment by hand."""
+    base, source = torch.randn(2, 3, 6), torch.randn(2, 3, 6)
+    subspaces = [[1, 0], [0, 1], [1, 2]]  # three lists for a batch of two
+    dims = [1, 0] if partition is None else [2, 3, 0, 1]  # order kept (collect)
+    want = base.clone()
+    want[..., dims] = source[..., dims]
+    fast = pv.VanillaIntervention(subspace_partition=partition, use_fast=True)
+    torch.testing.assert_close(fast(base, source, subspaces=subspaces), want)
+    torch.testing.assert_close(
+        pv.CollectIntervention(subspace_partition=partition, use_fast=True)(
+            base, None, subspaces=subspaces
+        ),
+        base[..., dims],
+    )
+    with pytest.raises(pv.LocationError, match="3 per-example entries for a batch of 2"):
+        pv.VanillaIntervention(subspace_partition=partition)(base, source, subspaces=subspaces)

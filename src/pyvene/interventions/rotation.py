@@ -96,10 +96,10 @@ def _selection(
     """Boolean mask (broadcastable to ``x[..., :width]``) of the dims to take from the source:
     per-example ``subspaces`` (through ``subspace_partition``), else the first
     ``interchange_dim``; None means every dim."""
-    dims = subspace_dims(subspaces, intervention.subspace_partition, x.shape[0])
+    dims = subspace_dims(
+        subspaces, intervention.subspace_partition, x.shape[0], intervention.use_fast
+    )
     if dims is not None:
-        if intervention.use_fast:
-            dims = [dims[0]] * x.shape[0]
         return dims_mask(dims, x[..., :width])
     k = intervention.interchange_dim
     if isinstance(k, torch.Tensor):

@@ -58,10 +58,12 @@ def broadcast_source(source: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
 
 
 def subspace_dims(
-    subspaces: Any, partition: list[list[int]] | None, batch: int
+    subspaces: Any, partition: list[list[int]] | None, batch: int, use_fast: bool = False
 ) -> list[list[int]] | None:
     """Per-example lists of feature dims from per-call ``subspaces`` (partition indices when a
-    partition is set, raw dims otherwise). A single list applies to every example."""
+    partition is set, raw dims otherwise). A single list applies to every example; with
+    ``use_fast`` (the original's fast path) the first example's list applies to every example
+    and the other entries are ignored."""
     if subspaces is None:
         return None
     if isinstance(subspaces, torch.Tensor):
@@ -78,6 +80,8 @@ def subspace_dims(
             "[[0, 1]] (dims 0 and 1 of every example) or one list per example"
         )
     rows = [list(s) if isinstance(s, (list, tuple)) else [int(s)] for s in subspaces]
+    if use_fast:
+        rows = rows[:1]
     if len(rows) == 1 and batch != 1:
         rows = rows * batch
     if len(rows) != batch:
@@ -168,9 +172,7 @@ def swap(
         raise ConfigError(f"{mode} needs a source; got None")
     else:
         source = broadcast_source(source, base)
-    dims = subspace_dims(subspaces, partition, base.shape[0])
-    if dims is not None and use_fast:
-        dims = [dims[0]] * base.shape[0]
+    dims = subspace_dims(subspaces, partition, base.shape[0], use_fast)
     if mode == "collect":
         return _collect(base, dims, interchange_dim)
     mask = _swap_mask(base, dims, interchange_dim)
