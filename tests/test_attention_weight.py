@@ -277,3 +277,14 @@ def test_train_mode_uses_the_same_dropout_as_eager():
 def test_other_families_say_attention_weight_is_gpt2_only(llama):
     with pytest.raises(pv.UnknownComponentError, match="GPT-2 only"):
         pv.IntervenableModel({"layer": 0, "component": "attention_weight"}, llama)
+
+
+def test_factories_default_to_eager_and_keep_a_chosen_implementation():
+    from transformers import GPT2Config
+
+    for create in (pv.create_gpt2, pv.create_gpt2_lm):
+        config, _, model = create(config=GPT2Config(n_embd=16, n_head=2, n_layer=1))
+        assert model.config._attn_implementation == "eager"
+        model.config.output_attentions = True  # the original's tests set it (eager only)
+        chosen = GPT2Config(n_embd=16, n_head=2, n_layer=1, attn_implementation="sdpa")
+        assert create(config=chosen)[2].config._attn_implementation == "sdpa"

@@ -32,7 +32,8 @@ def _gpt2_stack(config) -> str | None:
 
 
 _WEIGHT_DOC = (
-    "post-softmax attention probabilities (B, heads, Q, K); 'pos' units pick heads (dim 1)"
+    "post-softmax attention probabilities (B, heads, Q, K); 'pos' units pick heads (dim 1); "
+    "while hooked, attention runs eager maths through attn_dropout (any attn_implementation)"
 )
 
 GPT2 = Family(
