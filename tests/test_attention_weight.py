@@ -288,3 +288,40 @@ def test_factories_default_to_eager_and_keep_a_chosen_implementation():
         model.config.output_attentions = True  # the original's tests set it (eager only)
         chosen = GPT2Config(n_embd=16, n_head=2, n_layer=1, attn_implementation="sdpa")
         assert create(config=chosen)[2].config._attn_implementation == "sdpa"
+
+
+def test_plain_call_in_another_thread_during_the_switch_is_unaffected():
+    """Thread B calls the model while thread A's intervened call is paused inside its hook
+    (the implementation is switched then): B gets the plain eager result, A's edit does not
+    act in B, and A still gets its edit."""
+    model = make_gpt2()
+    x = inputs(seed=9)
+    with torch.no_grad():
+        plain = model(**x).logits
+    expect = manual_run(model, x, {LAYER: torch.zeros_like})
+    inside, done, got = threading.Event(), threading.Event(), {}
+
+    def pause_and_zero(b, s):
+        inside.set()
+        assert done.wait(timeout=120)
+        return torch.zeros_like(b)
+
+    def other():
+        assert inside.wait(timeout=120)
+        got["impl"] = model.config._attn_implementation
+        with torch.no_grad():
+            got["logits"] = model(**x).logits
+        done.set()
+
+    pvm = pv.IntervenableModel(
+        {"layer": LAYER, "component": "attention_weight", "intervention": pause_and_zero}, model
+    )
+    thread = threading.Thread(target=other)
+    thread.start()
+    with torch.no_grad():
+        _, out = pvm(x)
+    thread.join()
+    assert got["impl"] != "eager"  # B ran during the switch
+    assert torch.equal(got["logits"], plain)
+    torch.testing.assert_close(out.logits, expect, rtol=1e-5, atol=1e-5)
+    assert model.config._attn_implementation == "eager"
