@@ -155,6 +155,7 @@ def refs_gpt2():
         **block_refs(L, f"{L}.mlp", "input", f"{L}.mlp.act", f"{L}.mlp"),
         **attn_refs(L, "", "", "", f"{a}.c_proj", a, qkv=qkv),
         "attention_output": (f"{a}.resid_dropout", "output", None, None),
+        "attention_weight": (f"{a}.attn_dropout", "input", None, None),
     }
 
 
@@ -345,10 +346,12 @@ def read(model, ref, inputs):
 
 def cases():
     """Every registered component that runs once per forward. Per-timestep (recurrent cell)
-    components take unit "t" and are checked in tests/test_gru_timesteps.py."""
+    components take unit "t" and are checked in tests/test_gru_timesteps.py; GPT-2's
+    ``attention_weight`` (a 4-D tensor on a module HF calls only while pyvene hooks it) in
+    tests/test_attention_weight.py."""
     for model_type in sorted(FAMILIES):
         for component, spec in sorted(FAMILIES[model_type].components.items()):
-            if not spec.per_step:
+            if not spec.per_step and (model_type, component) != ("gpt2", "attention_weight"):
                 yield model_type, component
 
 

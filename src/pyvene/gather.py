@@ -163,13 +163,15 @@ def scatter(
     view = component_view(out, site)
     value = value.to(view.dtype)
     grouped = _grouped(site)
-    width = view.shape[-2] * view.shape[-1] if grouped else view.shape[-1]
+    # the trailing dims of one unit: (D,), or (Q, K) for a 4-D tensor such as GPT-2's
+    # attention_weight, whose units are heads (dim 1)
+    width = (view.shape[-2] * view.shape[-1],) if grouped else tuple(view.shape[2:])
     if units is None:
         if site.is_head:
             value = value.permute(0, 2, 1, 3)
             _check_shape(value, view.shape, site)
         else:
-            _check_shape(value, (*view.shape[:2], width), site)
+            _check_shape(value, (*view.shape[:2], *width), site)
             value = value.unflatten(-1, view.shape[2:]) if grouped else value
         view.copy_(value)
         return out
@@ -186,7 +188,7 @@ def scatter(
     else:
         index = _checked(index, units.bounds, view.shape[1], f"{site.component} position")
         target = (rows[:, None], index)
-        _check_shape(value, (view.shape[0], index.shape[1], width), site)
+        _check_shape(value, (view.shape[0], index.shape[1], *width), site)
         value = value.unflatten(-1, view.shape[2:]) if grouped else value
     view[target] = value
     return out

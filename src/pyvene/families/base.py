@@ -107,6 +107,10 @@ class Family:
     # The fast sweep path (run layers l..L from a cached state), or why there is none.
     stack: StackSpec | None = None
     no_stack: str = ""
+    # Called with (model, hooked module) for every site resolved on a model of this family,
+    # e.g. to have a module the model does not always call run while it is hooked (GPT-2's
+    # attn_dropout, see families/gpt2_attention.py).
+    on_site: Callable[[Any, Any], Any] | None = None
 
     def component_root(self, name: str) -> tuple[str, ...]:
         spec = self.components[name]

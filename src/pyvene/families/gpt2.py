@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .base import Component, Family, StackSpec, attr, head_dim, num_heads, third
+from .gpt2_attention import watch_attn_dropout
 
 _d = attr("n_embd")
 
@@ -30,6 +31,11 @@ def _gpt2_stack(config) -> str | None:
     return None
 
 
+_WEIGHT_DOC = (
+    "post-softmax attention probabilities (B, heads, Q, K); 'pos' units pick heads (dim 1); "
+    "while hooked, attention runs eager maths through attn_dropout (any attn_implementation)"
+)
+
 GPT2 = Family(
     name="gpt2",
     model_types=("gpt2",),
@@ -46,6 +52,11 @@ GPT2 = Family(
         ),
         "attention_output": Component("h.{layer}.attn.resid_dropout", "output", _d),
         "attention_input": Component("h.{layer}.attn", "input", _d),
+        # (B, heads, Q, K) post-softmax probabilities; "pos" units index dim 1 (heads), as in
+        # the original; runs through attn_dropout only while hooked (gpt2_attention.py)
+        "attention_weight": Component(
+            "h.{layer}.attn.attn_dropout", "input", attr("n_positions"), doc=_WEIGHT_DOC
+        ),
         "query_output": _qkv(0, False),
         "key_output": _qkv(1, False),
         "value_output": _qkv(2, False),
@@ -53,6 +64,7 @@ GPT2 = Family(
         "head_key_output": _qkv(1, True),
         "head_value_output": _qkv(2, True),
     },
+    on_site=watch_attn_dropout,
     stack=StackSpec(
         "h", ("ln_f",), positional=True, tail=("attn.c_proj", "mlp"), unsupported=_gpt2_stack
     ),
