@@ -6,9 +6,11 @@ positions and optionally one head. :func:`run_cells` evaluates many cells, one b
 
 * one source run collects every activation the cells read; one base run records the same
   sites, each layer's input hidden state and the keys/values;
-* a row's leading positions where the source activation equals the base run's (bitwise, at
-  every patched layer: the shared prefix of an IOI pair) are no-ops and are dropped; a row
-  with nothing left is the base run's value and is not computed;
+* a row's leading positions that are no-ops are dropped: those before the base example's
+  first input difference in a causal decoder (:mod:`.noop`: the shared prefix of an IOI
+  pair, the tokens before a traced subject), and those where the source activation equals
+  the base run's bitwise at every patched layer; a row with nothing left is the base run's
+  value and is not computed;
 * a row starts at its first patched layer from the base run's hidden state (a
   ``block_output`` patch at ``l`` is a ``block_input`` patch at ``l+1``), computes only the
   positions from its first patched one on, and attends to the base run's cached keys/values
@@ -40,6 +42,7 @@ from ..errors import ConfigError, DimensionMismatchError, LocationError
 from ..families import resolve_site
 from ..gather import part_columns
 from ..hooks import HookSession
+from .noop import diff_starts
 from .patches import RowPatches, row_entries
 from .planning import plan_chunks, plan_rows
 from .stack import LayerStack, Placed, PrefixKV, layer_kv, layer_stack, moved, run_cache
@@ -197,7 +200,9 @@ class SweepRuns:
     (:func:`collect_runs`) and :meth:`finish` plans the rows from the two stores (packed jobs
     collect many sweeps' runs in shared batches, :mod:`.padded`, then call :meth:`finish`)."""
 
-    def __init__(self, base, source, cells, metric, n_layers, where: str = "") -> None:
+    def __init__(
+        self, base, source, cells, metric, n_layers, where: str = "", diff_start=None
+    ) -> None:
         base, source = sweep_inputs(base), sweep_inputs(source)
         (nb, seq), (ns, sseq) = input_shape(base), input_shape(source)
         if sseq != seq:
@@ -212,6 +217,7 @@ class SweepRuns:
         self.keys = {(c.component, k) for c in todo for k in c.layers}
         self.base, self.source, self.metric, self.n_layers = base, source, metric, n_layers
         self.nb, self.ns, self.seq = nb, ns, seq
+        self.diff_start = diff_start  # declared first input difference (see .noop)
         self.out: Any = None
 
     def collect(self, model: nn.Module, stack: LayerStack | None, sites: dict) -> None:
@@ -232,7 +238,8 @@ class SweepRuns:
         metric, nb = self.metric, self.nb
         self.base_rows = metric(base_last).float()
         self.src_value, self.base_value = metric(src_last).float().mean(), self.base_rows.mean()
-        self.rows, known = plan_rows(self.todo, nb, sites, src, store, self.n_layers)
+        starts = diff_starts(model, self.base, self.source, self.diff_start, nb, self.seq)
+        self.rows, known = plan_rows(self.todo, nb, sites, src, store, self.n_layers, starts)
         self.values = torch.empty(len(self.todo), nb, device=base_last.device)
         if known:
             ci, bi = (torch.tensor(x, device=base_last.device) for x in zip(*known))
@@ -261,6 +268,7 @@ def run_cells(
     memory_budget: int = 1 << 29,
     progress: bool | Any = False,
     overhead_tokens: float | None = None,
+    diff_start: int | Sequence[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Metric of every cell (averaged over base examples), plus the base and source metrics.
 
@@ -269,12 +277,16 @@ def run_cells(
     tqdm-like object with ``update(n)`` and ``total``. ``overhead_tokens``: a layer call's
     cost in token-layers, for bucketing rows by first position (default per device type:
     :data:`OVERHEAD_TOKENS`; 0 = one bucket per first position, ``inf`` = one bucket).
+    ``diff_start``: the first position where the base inputs differ from the source's (one
+    int, or one per base example), for inputs whose ids do not show it (``inputs_embeds``);
+    cells patching only earlier positions are the base run's value (:mod:`.noop`).
     """
     seq = input_shape(sweep_inputs(base))[1]
     stack = sweep_stack(model, seq, method)
     sites: dict[tuple[str, int], SweepSite] = {}
     with torch.no_grad():
-        runs = SweepRuns(base, source, cells, metric, stack.num_layers if stack else None)
+        n_layers = stack.num_layers if stack else None
+        runs = SweepRuns(base, source, cells, metric, n_layers, diff_start=diff_start)
         runs.collect(model, stack, sites)
         values, device = runs.values, runs.values.device
         plan, overhead = plan_chunks(

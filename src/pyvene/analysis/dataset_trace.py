@@ -34,6 +34,7 @@ from .tracing import (
     TraceInputError,
     TraceResult,
     corrupt_embeddings,
+    noised_from,
     trace_kinds,
     trace_prompt,
     trace_windows,
@@ -258,7 +259,8 @@ def _trace_batch(model, tokenizer, records, batch, ctx):
         positions = range(ids.shape[1])
         cells = [c for k in ctx["kinds"] for c in component_cells(k, runs[k], positions)[0]]
         metric = token_probability(target_id)
-        jobs.append(Job({"inputs_embeds": corrupted}, {"input_ids": ids}, cells, metric))
+        jobs.append(Job({"inputs_embeds": corrupted}, {"input_ids": ids}, cells, metric,
+                        diff_start=noised_from(span)))  # fmt: skip
         kept.append((i, rec, ids, span, target_id))
     tensors: dict[str, torch.Tensor] = {}
     if jobs:

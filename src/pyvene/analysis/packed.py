@@ -49,12 +49,15 @@ from .stack import Placed, PrefixKV, moved
 @dataclass
 class Job:
     """One sweep: ``base`` ``(nb, T)`` and ``source`` ``(1 or nb, T)`` inputs (ids tensor or
-    dict with ``input_ids`` / ``inputs_embeds``), its cells and its metric."""
+    dict with ``input_ids`` / ``inputs_embeds``), its cells and its metric; ``diff_start``:
+    the first position where base and source inputs differ, when the ids do not show it
+    (see :func:`.cells.run_cells`)."""
 
     base: Any
     source: Any
     cells: Sequence[Cell]
     metric: Callable[[torch.Tensor], torch.Tensor]
+    diff_start: int | Sequence[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,10 @@ class _Prepared(SweepRuns):
     """One job's collected runs and planned rows (:class:`.cells.SweepRuns`)."""
 
     def __init__(self, job: Job, index: int, n_layers: int | None) -> None:
-        super().__init__(job.base, job.source, job.cells, job.metric, n_layers, f"job {index}: ")
+        super().__init__(
+            job.base, job.source, job.cells, job.metric, n_layers, f"job {index}: ",
+            diff_start=job.diff_start,
+        )  # fmt: skip
 
     def finish(self, model, sites, src, store, src_last, base_last) -> None:
         super().finish(model, sites, src, store, src_last, base_last)

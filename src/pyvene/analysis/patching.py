@@ -96,6 +96,7 @@ def patching_sweep(
     max_rows: int | None = None,
     memory_budget: int = 1 << 29,
     progress: bool | Any = True,
+    diff_start: int | Sequence[int] | None = None,
 ) -> SweepResult:
     """Restore each source activation into the base run, one cell at a time, as one job.
 
@@ -111,6 +112,11 @@ def patching_sweep(
     (grid ``(layers, heads)``) unless ``per_position=True`` (grid ``(layers, heads,
     positions)``). ``method``: "auto", "stack" (layer adapter) or "full" (whole-model runs).
     ``memory_budget`` (bytes) or ``max_rows`` bound a packed batch.
+
+    In a causal decoder, cells that patch only positions before the first one where the
+    base and source inputs differ are no-ops: they are the base run's value and are not
+    computed. With token ids that position is read off the ids; ``diff_start`` (one int,
+    or one per base example) declares it for ``inputs_embeds`` (:mod:`.noop`).
     """
     metric = as_metric(metric)
     comps = [components] if isinstance(components, str) else list(components)
@@ -138,6 +144,7 @@ def patching_sweep(
     vals, base_v, src_v = run_cells(
         model, base, source, cells, metric,
         method=method, max_rows=max_rows, memory_budget=memory_budget, progress=progress,
+        diff_start=diff_start,
     )  # fmt: skip
     return SweepResult(
         split_grids(vals.cpu(), shapes), layers, pos_list, head_list, float(base_v), float(src_v),

@@ -29,8 +29,13 @@ class Row:
     q: int  # first position not known to equal the base run
 
 
-def plan_rows(todo, nb, sites, src, base, n_layers):
-    """The rows to compute, and the (cell, b) rows that equal the base run."""
+def plan_rows(todo, nb, sites, src, base, n_layers, diff_starts=None):
+    """The rows to compute, and the (cell, b) rows that equal the base run.
+
+    A position is a no-op to patch when it lies before base example ``b``'s first input
+    difference (``diff_starts[b]``, :mod:`.noop`; None: unknown) or when the source
+    activation equals the base run's bitwise at every patched layer; a row starts at its
+    first position that is not, and a row with none is the base run's value."""
     keys = {(c.component, k) for c in todo for k in c.layers}
     tables = {key: sites[key].differs(src[key], base[key]) for key in keys}
     rows, known = [], []
@@ -39,7 +44,10 @@ def plan_rows(todo, nb, sites, src, base, n_layers):
         per_layer = [tables[(cell.component, k)] for k in cell.layers]
         for b in range(nb):
             q = None
+            first = 0 if diff_starts is None else diff_starts[b]
             for p in cell.positions:
+                if p < first:
+                    continue
                 for whole, by_head in per_layer:
                     if whole[b][p] if cell.head is None else by_head[b][p][cell.head]:
                         q = p

@@ -128,6 +128,13 @@ def corrupt_embeddings(
     return out
 
 
+def noised_from(span: tuple[int, int]) -> int:
+    """The first position where :func:`corrupt_embeddings`' noised embeddings differ from
+    the clean prompt's: the subject's first token (noise is added at the subject only), so
+    restoring a state before it is a no-op in a causal decoder (:mod:`.noop`)."""
+    return int(span[0])
+
+
 def trace_kinds(kinds: Sequence[str]) -> list[str]:
     """The grid kinds of a trace (duplicates dropped), each one of :data:`KINDS`."""
     kinds = list(dict.fromkeys(kinds))
@@ -190,7 +197,7 @@ def causal_trace(
     res = patching_sweep(
         model, {"inputs_embeds": corrupted}, {"input_ids": ids}, metric, kinds, layer_list,
         window=trace_windows(kinds, window), method=method,
-        memory_budget=memory_budget, progress=progress,
+        memory_budget=memory_budget, progress=progress, diff_start=noised_from(span),
     )  # fmt: skip
     grids = {kind: res[kind] for kind in kinds}
     clean, dirty = res.source_value, res.base_value
