@@ -179,7 +179,9 @@ __all__ = sorted([*_ORIGIN, "models"])
 
 
 # the original API's private names that clients import: name -> (submodule, public name)
-_ORIGINAL_ALIASES = {"_do_intervention_by_swap": ("interventions.swapping", "do_intervention_by_swap")}
+_ORIGINAL_ALIASES = {
+    "_do_intervention_by_swap": ("interventions.swapping", "do_intervention_by_swap")
+}
 
 
 def __getattr__(name: str) -> Any:
