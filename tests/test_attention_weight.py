@@ -325,3 +325,17 @@ def test_plain_call_in_another_thread_during_the_switch_is_unaffected():
     assert torch.equal(got["logits"], plain)
     torch.testing.assert_close(out.logits, expect, rtol=1e-5, atol=1e-5)
     assert model.config._attn_implementation == "eager"
+
+
+@pytest.mark.parametrize("which", ["sweep", "attribution"])
+def test_sweeps_and_attribution_refuse_attention_weight(which):
+    """Their positions would index heads of (B, H, Q, K): refused by name, model left as it was."""
+    from pyvene.analysis import attribution_patching, patching_sweep
+
+    model = make_gpt2(seed=1)
+    before = hook_state(model), model.config._attn_implementation
+    x, y = inputs(batch=1, seed=0), inputs(batch=1, seed=1)
+    run = patching_sweep if which == "sweep" else attribution_patching
+    with pytest.raises(pv.ConfigError, match="attention_weight.*head_attention_value_output"):
+        run(model, x, y, components=["attention_weight"], metric=lambda logits: logits[:, 0])
+    assert (hook_state(model), model.config._attn_implementation) == before

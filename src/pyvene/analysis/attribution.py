@@ -33,6 +33,7 @@ from ..families import resolve_site
 from .attribution_estimates import ChunkEstimator, Z, graddrop, kind_of, per_pos_of
 from .attribution_grad import block_module, collect, grad_pass, site_info
 from .attribution_verify import CellSpec, Verification, exact_effects, verification
+from .cells import NOT_TOKEN_MAJOR
 from .cells import sweep_inputs as as_inputs
 from .metrics import as_metric
 from .patching import SweepResult, num_layers
@@ -212,6 +213,8 @@ class _Run:
         fix needs (and sets ``use_qk``)."""
         plan = {(c, ly): resolve_site(self.model, ly, c) for c in self.comps for ly in layers}
         for c in self.comps:
+            if plan[(c, layers[0])].component in NOT_TOKEN_MAJOR:
+                raise ConfigError(NOT_TOKEN_MAJOR[plan[(c, layers[0])].component])
             n_heads = plan[(c, layers[0])].heads
             bad = [h for h in self.heads or () if n_heads is not None and not 0 <= int(h) < n_heads]
             if bad:

@@ -118,12 +118,24 @@ def canonical_cells(cells: Sequence[Cell], seq: int, n_layers: int | None) -> li
     return todo
 
 
+# Components whose tensor is not (batch, position, width): sweeps cannot patch them by position.
+NOT_TOKEN_MAJOR = {
+    "attention_weight": (
+        "sweeps and attribution cannot patch 'attention_weight': it is (batch, heads, query, "
+        "key), so their positions would index heads; sweep 'head_attention_value_output' with head_sweep, or "
+        "intervene on attention_weight with IntervenableModel"
+    )
+}
+
+
 class SweepSite:
     """A sweep's view of one (component, layer): its resolved :class:`HookSite` and the raw
     columns of its units (heads flattened in order), which sweeps compare and patch."""
 
     def __init__(self, model: nn.Module, comp: str, layer: int, width: int) -> None:
         self.site = site = resolve_site(model, layer, comp)
+        if site.component in NOT_TOKEN_MAJOR:
+            raise ConfigError(NOT_TOKEN_MAJOR[site.component])
         self.comp, self.layer, self.width = comp, layer, width
         self.cols = part_columns(site.part, width)
         self.heads = site.heads
