@@ -336,6 +336,8 @@ def test_sweeps_and_attribution_refuse_attention_weight(which):
     before = hook_state(model), model.config._attn_implementation
     x, y = inputs(batch=1, seed=0), inputs(batch=1, seed=1)
     run = patching_sweep if which == "sweep" else attribution_patching
-    with pytest.raises(pv.ConfigError, match="attention_weight.*head_attention_value_output"):
+    with pytest.raises(
+        pv.ConfigError, match=r"attention_weight.*\(1, 4, 6, 6\).*head_attention_value_output"
+    ):
         run(model, x, y, components=["attention_weight"], metric=lambda logits: logits[:, 0])
     assert (hook_state(model), model.config._attn_implementation) == before

@@ -33,8 +33,8 @@ from ..families import resolve_site
 from .attribution_estimates import ChunkEstimator, Z, graddrop, kind_of, per_pos_of
 from .attribution_grad import block_module, collect, grad_pass, site_info
 from .attribution_verify import CellSpec, Verification, exact_effects, verification
-from .cells import NOT_TOKEN_MAJOR
 from .cells import sweep_inputs as as_inputs
+from .cells import token_major_width
 from .metrics import as_metric
 from .patching import SweepResult, num_layers
 from .qk_fix import attention_deltas
@@ -213,8 +213,6 @@ class _Run:
         fix needs (and sets ``use_qk``)."""
         plan = {(c, ly): resolve_site(self.model, ly, c) for c in self.comps for ly in layers}
         for c in self.comps:
-            if plan[(c, layers[0])].component in NOT_TOKEN_MAJOR:
-                raise ConfigError(NOT_TOKEN_MAJOR[plan[(c, layers[0])].component])
             n_heads = plan[(c, layers[0])].heads
             bad = [h for h in self.heads or () if n_heads is not None and not 0 <= int(h) < n_heads]
             if bad:
@@ -246,11 +244,12 @@ class _Run:
         self.base_value = float(gp.rows.mean())
         self.source_value = float(src_rows.mean())
         blocks = {ly: block_module(model, ly) for ly in chunk}
+        widths = {k: token_major_width(*k, src[(s.module_path, str(s.hook))].shape)
+                  for k, s in sites.items()}  # fmt: skip
         infos = {
-            k: site_info(model, k[0], k[1], src[(s.module_path, str(s.hook))].shape[-1], site=s,
-                         block=blocks[k[1]])
+            k: site_info(model, k[0], k[1], widths[k], site=s, block=blocks[k[1]])
             for k, s in sites.items()
-        }  # fmt: skip
+        }
         _tick(self.bar)
         deltas = self._deltas(chunk, infos, attn, gp, src) if self.use_qk else {}
         est = ChunkEstimator(infos, src, gp, deltas, self.neuron_of, self.per_position,

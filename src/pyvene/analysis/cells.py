@@ -118,14 +118,17 @@ def canonical_cells(cells: Sequence[Cell], seq: int, n_layers: int | None) -> li
     return todo
 
 
-# Components whose tensor is not (batch, position, width): sweeps cannot patch them by position.
-NOT_TOKEN_MAJOR = {
-    "attention_weight": (
-        "sweeps and attribution cannot patch 'attention_weight': it is (batch, heads, query, "
-        "key), so their positions would index heads; sweep 'head_attention_value_output' with head_sweep, or "
-        "intervene on attention_weight with IntervenableModel"
-    )
-}
+def token_major_width(component: str, layer: int, shape: torch.Size) -> int:
+    """The width of a collected ``(batch, position, width)`` activation; more dims (GPT-2's
+    ``attention_weight``) are refused: positions would index dim 1 (its heads)."""
+    if len(shape) > 3:
+        raise ConfigError(
+            f"{component!r} at layer {layer} is a {tuple(shape)} tensor, not (batch, position, "
+            "width): sweeps and attribution patch positions, which would index its dim 1 "
+            "(heads of attention_weight). Sweep heads with head_sweep on "
+            "'head_attention_value_output', or intervene on it with IntervenableModel"
+        )
+    return shape[-1]
 
 
 class SweepSite:
@@ -134,8 +137,6 @@ class SweepSite:
 
     def __init__(self, model: nn.Module, comp: str, layer: int, width: int) -> None:
         self.site = site = resolve_site(model, layer, comp)
-        if site.component in NOT_TOKEN_MAJOR:
-            raise ConfigError(NOT_TOKEN_MAJOR[site.component])
         self.comp, self.layer, self.width = comp, layer, width
         self.cols = part_columns(site.part, width)
         self.heads = site.heads
@@ -244,7 +245,7 @@ class SweepRuns:
         are added to ``sites`` (shared across packed jobs)."""
         self.src, self.store = src, store
         for key in sorted(self.keys - set(sites)):
-            sites[key] = SweepSite(model, *key, src[key].shape[-1])
+            sites[key] = SweepSite(model, *key, token_major_width(*key, src[key].shape))
         for comp, layer, head in {(c.component, c.layers[0], c.head) for c in self.todo}:
             sites[(comp, layer)].unit_cols(head)  # raises for a head the component lacks
         metric, nb = self.metric, self.nb
@@ -305,10 +306,10 @@ def run_cells(
             runs.rows, stack, model, seq, max_rows, memory_budget, overhead_tokens, device
         )
         bar = progress_bar(progress, sum(work for _, _, work in plan))
-        devices = {key: site_device(model, s.site) or device for key, s in sites.items()}
+        on_site = site_devices(model, sites, device)
         for q_start, chunk, _ in plan:
             entries = row_entries(chunk, runs.todo, runs.ns)
-            patches = RowPatches(entries, sites, runs.src, seq, q_start, devices.__getitem__)
+            patches = RowPatches(entries, sites, runs.src, seq, q_start, on_site)
             row_b = torch.tensor([r.b for r in chunk], device=device)
             if stack is not None:
                 out = _run_stack(stack, patches, chunk, runs, row_b, bar, overhead)
@@ -325,6 +326,12 @@ def run_cells(
         if bar is not None and progress is True:
             bar.close()
     return values.mean(dim=1), runs.base_value, runs.src_value
+
+
+def site_devices(model: nn.Module, sites: dict, default: torch.device) -> Callable[..., Any]:
+    """``(component, layer) -> device`` of each sweep site (``default`` when unknown)."""
+    devices = {key: site_device(model, s.site) or default for key, s in sites.items()}
+    return devices.__getitem__
 
 
 def _input_device(inputs: dict[str, torch.Tensor]) -> torch.device:

@@ -29,7 +29,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..devices import site_device
 from ..hooks import HookSession
 from .cells import (
     Cell,
@@ -37,6 +36,7 @@ from .cells import (
     forward_last,
     input_shape,
     progress_bar,
+    site_devices,
     sweep_inputs,
     sweep_stack,
 )
@@ -212,19 +212,12 @@ def _run_stacked(model, stack, preps, sites, packed, max_rows, budget, overhead,
         per = rows_per_chunk(model, T - q_start, max_rows, budget)
         plan.extend((q_start, members[i : i + per]) for i in range(0, len(members), per))
     bar = progress_bar(progress, sum((n_layers - c[0].start) * len(c) * (T - q) for q, c in plan))
-    on_site = _site_devices(model, sites, packed.inputs[0].device)
+    on_site = site_devices(model, sites, packed.inputs[0].device)
     for q_start, chunk in plan:
         logits = _stack_chunk(stack, preps, sites, packed, q_start, chunk, bar, on_site)
         _store_values(chunk, preps, logits)
     if bar is not None and progress is True:
         bar.close()
-
-
-def _site_devices(model, sites, default):
-    """``(component, layer) -> device`` of each sweep site (``default`` when unknown): the
-    patches of a chunk are built there."""
-    devices = {key: site_device(model, s.site) or default for key, s in sites.items()}
-    return devices.__getitem__
 
 
 def _stack_chunk(stack, preps, sites, packed, q_start, chunk, bar, on_site):
@@ -311,7 +304,7 @@ def _run_full(model, preps, sites, max_rows, budget, progress):
             packs = {seq: _Packed(group, sites, None, seq)}  # one group's stores at a time
         device = group[0].values.device
         entries = packed_entries(chunk, group, packs[seq])
-        on_site = _site_devices(model, sites, device)
+        on_site = site_devices(model, sites, device)
         patches = RowPatches(entries, sites, packs[seq].src, seq, 0, on_site)
         inputs = _gather_inputs(chunk, group)
         with HookSession() as session:

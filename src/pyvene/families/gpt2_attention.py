@@ -36,7 +36,7 @@ from ..hooks import prepare_when_hooked
 
 IMPLEMENTATION = "pyvene_eager_attn_dropout"
 _LOCK = threading.Lock()
-_ACTIVE: dict[int, list[Any]] = {}  # id(config) -> [sessions using it, previous value]
+_ACTIVE: dict[int, list[Any]] = {}  # id(config) -> [sessions using it, previous value, config]
 
 
 def eager_with_dropout_module(
